@@ -1,0 +1,85 @@
+"""Input validation shared by the public API.
+
+Every check raises ``ValueError`` with one line that names the parameter, the offending value
+and the valid range, so that the CLI can print it as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from numbers import Integral
+
+import numpy as np
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    left = "(" if low_open or low == -np.inf else "["
+    right = ")" if high_open or high == np.inf else "]"
+
+    def fmt(v: float) -> str:
+        if v == np.pi:
+            return "pi"
+        if np.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:g}"
+
+    return f"{left}{fmt(low)}, {fmt(high)}{right}"
+
+
+def real_array(
+    name: str,
+    value: object,
+    *,
+    low: float = -np.inf,
+    high: float = np.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> np.ndarray:
+    """Return ``value`` as a float64 array, every element finite and inside the interval.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the first offending value and the valid interval.
+    """
+    interval = _interval(low, high, low_open, high_open)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number in {interval}; got {value!r}") from None
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(arr)
+        ok &= (arr > low) if low_open else (arr >= low)
+        ok &= (arr < high) if high_open else (arr <= high)
+    if not np.all(ok):
+        bad = arr[~ok].flat[0] if arr.ndim else arr.item()
+        raise ValueError(f"{name} must be a finite number in {interval}; got {bad:g}")
+    return arr
+
+
+def integer(name: str, value: object, *, low: int, allow_none: bool = False) -> int | None:
+    """Return ``value`` as a Python int ``>= low`` (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value}")
+    return int(value)
+
+
+def choice(name: str, value: object, options: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``options``."""
+    options = tuple(options)
+    if value not in options:
+        valid = ", ".join(repr(o) for o in options)
+        raise ValueError(f"{name} must be one of {valid}; got {value!r}")
+    return str(value)
+
+
+def scalar_or_array(x: np.ndarray) -> np.ndarray | np.float64:
+    """NumPy's convention: 0-d results come back as scalars."""
+    return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x

@@ -1,0 +1,168 @@
+r"""Ground-truth endpoints of gradient flow in the deep linear model, without training a network.
+
+Each function returns the end-to-end vector :math:`w` that gradient flow from small
+initialisation reaches (Theorems 3.4, 3.5, 3.9 and SPEC section 2), batched over leading axes.
+They are the reference the closed forms of :mod:`featurefate.theory.linear` are checked against by
+Monte Carlo, and the targets a network simulation must hit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featurefate import _validation as v
+from featurefate.theory.linear import FINETUNE_VARIANTS, solve_finetune_scale
+
+
+def _check_data(X, y):
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if X.ndim < 2 or y.shape != X.shape[:-1]:
+        raise ValueError(
+            f"X must have shape (..., n, D) and y shape (..., n); got {X.shape} and {y.shape}"
+        )
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite; got NaN or inf")
+    return X, y
+
+
+def _pinv_solve(X, Y):
+    """Apply :math:`X^+` to the columns of Y, shape (..., n, m), from one thin SVD of X."""
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    cutoff = max(X.shape[-2:]) * np.finfo(np.float64).eps * s[..., :1]
+    keep = s > cutoff
+    inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
+    coef = inv[..., None] * (np.swapaxes(U, -1, -2) @ Y)
+    return np.swapaxes(Vt, -1, -2) @ coef
+
+
+def min_norm_fit(X, y):
+    r"""The minimum-norm least-squares fit :math:`X^+ y` (scratch training, Theorem 3.5).
+
+    Computed from the thin SVD with NumPy's pseudo-inverse cutoff (singular values below
+    ``max(n, D) * eps * s_max`` are dropped), batched over leading axes.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n, D)
+    y : array-like, shape (..., n)
+
+    Returns
+    -------
+    w : ndarray, shape (..., D)
+    """
+    X, y = _check_data(X, y)
+    return _pinv_solve(X, y[..., None])[..., 0]
+
+
+def pretrained_features(beta_s, *, depth=2):
+    r"""Hidden features of a network pretrained on :math:`\beta_s`, as ``init_scale -> 0``.
+
+    By Theorem 3.4 the first ``depth - 1`` layers collapse to rank one along
+    :math:`\hat\beta_s`; balanced layers share the norm, so the feature map is
+    :math:`h = |\beta_s|^{(L-1)/L}\, \hat\beta_s \cdot x` (one feature; the hidden direction it
+    points along is irrelevant to what the last layer can express).
+
+    Parameters
+    ----------
+    beta_s : array-like, shape (..., D)
+    depth : int, default 2
+
+    Returns
+    -------
+    features : ndarray, shape (..., 1, D)
+        Rows are feature directions: hidden features are ``features @ x``.
+    """
+    beta_s = np.asarray(beta_s, dtype=np.float64)
+    depth = v.integer("depth", depth, low=2)
+    norm = np.linalg.norm(beta_s, axis=-1, keepdims=True)
+    if np.any(norm == 0.0):
+        raise ValueError("beta_s must be non-zero; got a zero vector")
+    return (norm ** ((depth - 1) / depth) * beta_s / norm)[..., None, :]
+
+
+def frozen_feature_fit(X, y, features, *, lam=0.0):
+    r"""Linear transfer on frozen features, eqs. (11) and (14): the last layer alone is fitted.
+
+    With hidden features :math:`h = F x` (rows of F are feature directions) the last layer
+    ``a`` minimises :math:`\frac1n |y - X F^\top a|^2 + \lambda |a|^2` (the minimum-norm solution
+    when :math:`\lambda = 0`), and the end-to-end vector is :math:`w = F^\top a`.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n, D)
+    y : array-like, shape (..., n)
+    features : array-like, shape (..., k, D)
+    lam : float, default 0.0
+        Ridge penalty, >= 0.
+
+    Returns
+    -------
+    w : ndarray, shape (..., D)
+    """
+    X, y = _check_data(X, y)
+    features = np.asarray(features, dtype=np.float64)
+    lam = float(v.real_array("lam", lam, low=0.0))
+    Z = np.einsum("...nd,...kd->...nk", X, features)
+    if lam == 0.0:
+        a = min_norm_fit(Z, y)
+    else:
+        n, k = Z.shape[-2:]
+        gram = np.einsum("...nk,...nl->...kl", Z, Z) + n * lam * np.eye(k)
+        a = np.linalg.solve(gram, np.einsum("...nk,...n->...k", Z, y)[..., None])[..., 0]
+    return np.einsum("...kd,...k->...d", features, a)
+
+
+def linear_transfer_fit(X, y, beta_s, *, lam=0.0, depth=2):
+    r"""Linear (or ridge, ``lam > 0``) transfer from a network pretrained on :math:`\beta_s`.
+
+    :func:`frozen_feature_fit` on :func:`pretrained_features`: the endpoint whose expected error
+    is eq. (12) (``lam = 0``) or eq. (15).
+    """
+    return frozen_feature_fit(X, y, pretrained_features(beta_s, depth=depth), lam=lam)
+
+
+def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
+    r"""Endpoint of fine-tuning all layers from the pretrained network, Theorem 3.9.
+
+    .. math::
+
+        w_{\rm ft} = X^+ y + c\, (I - X^+ X)\, \beta_s,
+
+    with ``c = 1`` for ``variant="paper"`` (eq. 16) and, for ``variant="exact"``, c from
+    :func:`featurefate.theory.linear.solve_finetune_scale` with this instance's
+    :math:`a = |(I - P)\beta_s|^2` and :math:`b = |X^+ y|^2` (SPEC section 2). When ``n >= D``
+    the projector is the identity and both reduce to the least-squares fit.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n, D)
+    y : array-like, shape (..., n)
+    beta_s : array-like, shape (..., D)
+    variant : {"paper", "exact"}
+    depth : int, default 2
+
+    Returns
+    -------
+    w : ndarray, shape (..., D)
+    """
+    X, y = _check_data(X, y)
+    variant = v.choice("variant", variant, FINETUNE_VARIANTS)
+    beta_s = np.broadcast_to(np.asarray(beta_s, dtype=np.float64), X.shape[:-2] + X.shape[-1:])
+    rhs = np.stack([y, np.einsum("...nd,...d->...n", X, beta_s)], axis=-1)
+    interpolant, projected = np.moveaxis(_pinv_solve(X, rhs), -1, 0)
+    residual = beta_s - projected
+    if variant == "paper":
+        return interpolant + residual
+    c = solve_finetune_scale(
+        np.sum(residual**2, axis=-1),
+        np.sum(interpolant**2, axis=-1),
+        source_norm=np.linalg.norm(beta_s, axis=-1),
+        depth=depth,
+    )
+    return interpolant + np.asarray(c)[..., None] * residual
+
+
+def generalization_error(w, beta_t):
+    r"""Generalization error (8) of a linear predictor, label noise excluded: :math:`|w - \beta_t|^2`."""
+    diff = np.asarray(w, dtype=np.float64) - np.asarray(beta_t, dtype=np.float64)
+    return np.sum(diff**2, axis=-1)

@@ -1,0 +1,189 @@
+r"""Teachers and data for the deep linear model (Section 3, Assumptions 3.1-3.2; SPEC section 0).
+
+A source and a target linear teacher at angle :math:`\theta`,
+:math:`\beta_s = |\beta_s| e` and :math:`\beta_t = |\beta_t| (\cos\theta\, e + \sin\theta\, \nu)`
+with :math:`e \perp \nu` unit vectors in a uniformly random orientation; inputs
+:math:`x \sim N(0, I_D)` and labels :math:`y = \beta \cdot x + \epsilon`,
+:math:`\epsilon \sim N(0, \sigma^2)`. Everything is batched over a leading ``instance`` axis and
+seeded, so that one seed gives one set of instances on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from featurefate import _validation as v
+
+SeedLike = int | np.random.SeedSequence | np.random.Generator | None
+
+
+def _rng(seed: SeedLike) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def teacher_pair(
+    dim: int,
+    theta: float,
+    *,
+    source_norm: float = 1.0,
+    target_norm: float = 1.0,
+    n_instances: int | None = None,
+    seed: SeedLike = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw source and target teachers at angle ``theta`` in a random orientation.
+
+    .. math::
+
+        \beta_s = |\beta_s|\, e, \qquad
+        \beta_t = |\beta_t| (\cos\theta\, e + \sin\theta\, \nu), \qquad e \perp \nu,
+
+    with :math:`(e, \nu)` the first two columns of a Haar-random orthogonal matrix.
+
+    Parameters
+    ----------
+    dim : int
+        Input dimension D >= 2.
+    theta : float
+        Angle between the teachers, radians in [0, pi].
+    source_norm, target_norm : float, default 1.0
+        :math:`|\beta_s|`, :math:`|\beta_t|`.
+    n_instances : int, optional
+        Number of independent pairs K; without it a single pair.
+    seed : int, SeedSequence or Generator, optional
+
+    Returns
+    -------
+    beta_s, beta_t : ndarray, shape (D,) or (K, D)
+    """
+    dim = v.integer("dim", dim, low=2)
+    theta = float(v.real_array("theta", theta, low=0.0, high=np.pi))
+    source_norm = float(v.real_array("source_norm", source_norm, low=0.0, low_open=True))
+    target_norm = float(v.real_array("target_norm", target_norm, low=0.0, low_open=True))
+    k = v.integer("n_instances", n_instances, low=1, allow_none=True)
+    gauss = _rng(seed).standard_normal((k or 1, dim, 2))
+    basis, upper = np.linalg.qr(gauss)
+    basis = basis * np.sign(np.diagonal(upper, axis1=-2, axis2=-1))[:, None, :]
+    e, nu = basis[..., 0], basis[..., 1]
+    beta_s = source_norm * e
+    beta_t = target_norm * (np.cos(theta) * e + np.sin(theta) * nu)
+    return (beta_s, beta_t) if k is not None else (beta_s[0], beta_t[0])
+
+
+def sample_data(
+    beta: np.ndarray, n: int, sigma: float, *, seed: SeedLike = None
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw ``n`` samples :math:`x \sim N(0, I_D)`, :math:`y = \beta \cdot x + \epsilon` per teacher.
+
+    Parameters
+    ----------
+    beta : array-like, shape (..., D)
+        One teacher per leading index.
+    n : int
+        Samples per teacher, >= 1.
+    sigma : float
+        Label-noise standard deviation, >= 0.
+    seed : int, SeedSequence or Generator, optional
+
+    Returns
+    -------
+    X : ndarray, shape (..., n, D)
+    y : ndarray, shape (..., n)
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    if beta.ndim < 1 or beta.shape[-1] < 1:
+        raise ValueError(f"beta must have shape (..., D) with D >= 1; got shape {beta.shape}")
+    n = v.integer("n", n, low=1)
+    sigma = float(v.real_array("sigma", sigma, low=0.0))
+    rng = _rng(seed)
+    X = rng.standard_normal((*beta.shape[:-1], n, beta.shape[-1]))
+    noise = rng.standard_normal((*beta.shape[:-1], n))
+    y = np.einsum("...nd,...d->...n", X, beta) + sigma * noise
+    return X, y
+
+
+def sufficient_statistics(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The data's sufficient statistics for a linear model, :math:`S = X^\top X / n`, :math:`b = X^\top y / n`.
+
+    The empirical loss :math:`\frac1n |Xw - y|^2 = w^\top S w - 2 b^\top w + \frac1n |y|^2`
+    depends on the data only through them, so training costs :math:`O(D^2)` per step whatever n is.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n, D)
+    y : array-like, shape (..., n)
+
+    Returns
+    -------
+    S : ndarray, shape (..., D, D)
+    b : ndarray, shape (..., D)
+    """
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if X.ndim < 2 or y.shape != X.shape[:-1]:
+        raise ValueError(
+            f"X must have shape (..., n, D) and y shape (..., n); got {X.shape} and {y.shape}"
+        )
+    n = X.shape[-2]
+    S = np.einsum("...nd,...ne->...de", X, X) / n
+    b = np.einsum("...nd,...n->...d", X, y) / n
+    return S, b
+
+
+@dataclass(frozen=True)
+class LinearInstances:
+    """A batch of transfer problems: teachers and one target training set per instance.
+
+    Attributes
+    ----------
+    beta_s, beta_t : ndarray, shape (K, D)
+    X : ndarray, shape (K, n, D)
+    y : ndarray, shape (K, n)
+    sigma : float
+    """
+
+    beta_s: np.ndarray
+    beta_t: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    sigma: float
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[-1]
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[-2]
+
+    @property
+    def alpha(self) -> float:
+        return self.n / self.dim
+
+
+def draw_instances(
+    dim: int,
+    n: int,
+    theta: float,
+    sigma: float,
+    n_instances: int,
+    *,
+    source_norm: float = 1.0,
+    target_norm: float = 1.0,
+    seed: SeedLike = None,
+) -> LinearInstances:
+    """Draw ``n_instances`` teacher pairs at angle ``theta`` and a target sample of size ``n`` each.
+
+    One seed fixes everything: teachers first, then data, from one generator.
+    """
+    rng = _rng(seed)
+    beta_s, beta_t = teacher_pair(
+        dim,
+        theta,
+        source_norm=source_norm,
+        target_norm=target_norm,
+        n_instances=n_instances,
+        seed=rng,
+    )
+    X, y = sample_data(beta_t, n, sigma, seed=rng)
+    return LinearInstances(beta_s=beta_s, beta_t=beta_t, X=X, y=y, sigma=float(sigma))

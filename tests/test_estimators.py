@@ -1,0 +1,195 @@
+"""Ground-truth estimators: known exact solutions, gradient-flow endpoints, and Monte Carlo
+against every closed form of theory/linear.py with tolerances from the standard error."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.integrate import solve_ivp
+
+from featurefate import estimators as est
+from featurefate.tasks import draw_instances
+from featurefate.theory import linear as th
+
+# ---------------------------------------------------------------------------------------------
+# known solutions
+
+
+@pytest.fixture(params=[(30, 12), (12, 30)], ids=["overparameterized", "underparameterized"])
+def problem(request):
+    dim, n = request.param
+    return draw_instances(dim, n, 0.8, 0.3, 4, seed=11)
+
+
+def test_min_norm_fit_is_pseudo_inverse_solution(problem):
+    w = est.min_norm_fit(problem.X, problem.y)
+    for k in range(4):
+        assert_allclose(w[k], np.linalg.pinv(problem.X[k]) @ problem.y[k], atol=1e-12)
+    if problem.n < problem.dim:  # interpolates, and lies in the row space of X
+        assert_allclose(np.einsum("knd,kd->kn", problem.X, w), problem.y, atol=1e-10)
+        rows = np.linalg.qr(np.swapaxes(problem.X, 1, 2))[0]
+        assert_allclose(np.einsum("kdn,ken,ke->kd", rows, rows, w), w, atol=1e-12)
+
+
+def test_frozen_identity_features_are_min_norm_and_ridge():
+    inst = draw_instances(20, 15, 0.4, 0.2, 3, seed=2)
+    eye = np.eye(20)
+    assert_allclose(
+        est.frozen_feature_fit(inst.X, inst.y, eye),
+        est.min_norm_fit(inst.X, inst.y),
+        atol=1e-11,
+    )
+    lam = 0.3
+    for k in range(3):
+        X, y = inst.X[k], inst.y[k]
+        ridge = np.linalg.solve(X.T @ X + 15 * lam * eye, X.T @ y)
+        assert_allclose(est.frozen_feature_fit(X, y, eye, lam=lam), ridge, atol=1e-12)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("lam", [0.0, 0.25])
+def test_linear_transfer_fit_is_one_coefficient_along_beta_s(depth, lam):
+    inst = draw_instances(40, 25, 1.0, 0.5, 3, source_norm=1.7, seed=5)
+    w = est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, lam=lam, depth=depth)
+    e = inst.beta_s / np.linalg.norm(inst.beta_s, axis=1, keepdims=True)
+    z = np.einsum("knd,kd->kn", inst.X, e)
+    lam_eff = lam / 1.7 ** (2 * (depth - 1) / depth)
+    coef = np.sum(z * inst.y, axis=1) / (np.sum(z * z, axis=1) + 25 * lam_eff)
+    assert_allclose(w, coef[:, None] * e, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["paper", "exact"])
+def test_finetune_fit_interpolates_and_keeps_beta_s_outside_rows(variant):
+    inst = draw_instances(30, 12, 0.9, 0.6, 3, seed=8)
+    w = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant=variant)
+    assert_allclose(np.einsum("knd,kd->kn", inst.X, w), inst.y, atol=1e-10)
+    projector = np.eye(30) - np.linalg.pinv(inst.X) @ inst.X
+    outside = np.einsum("kde,ke->kd", projector, w)
+    residual = np.einsum("kde,ke->kd", projector, inst.beta_s)
+    scale = np.sum(outside * residual, axis=1) / np.sum(residual**2, axis=1)
+    assert_allclose(outside, scale[:, None] * residual, atol=1e-12)
+    if variant == "paper":
+        assert_allclose(scale, 1.0, rtol=1e-12)
+    else:
+        a, b = np.sum(residual**2, axis=1), np.sum(est.min_norm_fit(inst.X, inst.y) ** 2, axis=1)
+        assert_allclose(scale**4, a * scale**2 + b, rtol=1e-10)
+        assert np.all(scale > 1.0)  # noisy labels inflate c (SPEC section 2)
+
+
+def test_finetune_fit_forgets_initialisation_when_underparameterized():
+    inst = draw_instances(12, 30, 0.9, 0.6, 2, seed=8)
+    least_squares = est.min_norm_fit(inst.X, inst.y)
+    for variant in th.FINETUNE_VARIANTS:
+        w = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant=variant)
+        assert_allclose(w, least_squares, atol=1e-12)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_exact_finetune_endpoint_matches_integrated_gradient_flow(depth):
+    """The corrected endpoint is where balanced gradient flow from beta_s really goes.
+
+    After pretraining from small init the layers are balanced and rank one, and the end-to-end
+    vector follows dw/dt = -|w|^(2-2/L) (g + (L-1) w_hat w_hat^T g) (Arora et al., 2018), with
+    g the gradient of the empirical loss. Integrated to convergence, it must land on
+    X^+ y + c (I - P) beta_s with the c of solve_finetune_scale, not on the paper's c = 1.
+    """
+    inst = draw_instances(12, 6, np.pi / 3, 0.8, 1, seed=3)
+    X, y, beta_s = inst.X[0], inst.y[0], inst.beta_s[0]
+    S, b = X.T @ X / 6, X.T @ y / 6
+
+    def flow(_, w):
+        g = S @ w - b
+        norm = np.linalg.norm(w)
+        w_hat = w / norm
+        return -(norm ** (2 - 2 / depth)) * (g + (depth - 1) * w_hat * (w_hat @ g))
+
+    end = solve_ivp(flow, (0, 2000), beta_s, method="LSODA", rtol=1e-11, atol=1e-13).y[:, -1]
+    exact = est.finetune_fit(X, y, beta_s, variant="exact", depth=depth)
+    paper = est.finetune_fit(X, y, beta_s, variant="paper", depth=depth)
+    assert_allclose(end, exact, atol=1e-9)
+    assert np.max(np.abs(end - paper)) > 1e-2
+
+
+def test_estimators_reject_bad_shapes_and_values():
+    with pytest.raises(ValueError, match="shape"):
+        est.min_norm_fit(np.ones((3, 4)), np.ones(4))
+    with pytest.raises(ValueError, match="finite"):
+        est.min_norm_fit(np.full((3, 4), np.nan), np.ones(3))
+    with pytest.raises(ValueError, match="non-zero"):
+        est.linear_transfer_fit(np.ones((3, 4)), np.ones(3), np.zeros(4))
+    with pytest.raises(ValueError, match="variant"):
+        est.finetune_fit(np.ones((3, 4)), np.ones(3), np.ones(4), variant="fast")
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo against the closed forms (finite-size forms at the simulated D)
+
+DIM = 100
+INSTANCES = 300
+
+
+def _errors(alpha, theta, sigma, lam, seed):
+    inst = draw_instances(DIM, round(alpha * DIM), theta, sigma, INSTANCES, seed=seed)
+    fits = {
+        "scratch": est.min_norm_fit(inst.X, inst.y),
+        "linear": est.linear_transfer_fit(inst.X, inst.y, inst.beta_s),
+        "ridge": est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, lam=lam),
+        "finetune-paper": est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="paper"),
+        "finetune-exact": est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="exact"),
+    }
+    return {name: est.generalization_error(w, inst.beta_t) for name, w in fits.items()}
+
+
+def _theory(name, alpha, theta, sigma, lam):
+    if name == "scratch":
+        return th.scratch_error(alpha, sigma, dim=DIM)
+    if name == "linear":
+        return th.linear_transfer_error(alpha, theta, sigma, dim=DIM)
+    if name == "ridge":
+        return th.ridge_transfer_error(alpha, theta, sigma, lam, dim=DIM)
+    variant = name.split("-")[1]
+    return th.finetune_error(alpha, theta, sigma, variant=variant, dim=DIM)
+
+
+CASES = [
+    # alpha, theta, sigma, lam
+    (0.3, np.pi / 4, 1.0, 0.1),
+    (0.5, np.pi / 3, 0.3, 0.5),
+    (0.7, 1.2, 0.5, 0.05),
+    (1.5, np.pi / 8, 0.3, 0.3),
+]
+
+
+@pytest.mark.parametrize(("alpha", "theta", "sigma", "lam"), CASES)
+def test_closed_forms_match_monte_carlo(alpha, theta, sigma, lam):
+    errors = _errors(alpha, theta, sigma, lam, seed=1000 + int(100 * alpha))
+    for name, err in errors.items():
+        mean, se = err.mean(), err.std(ddof=1) / np.sqrt(err.size)
+        expected = _theory(name, alpha, theta, sigma, lam)
+        assert abs(mean - expected) < 4.0 * se, (
+            f"{name}: MC {mean:.5f} ± {se:.5f} vs {expected:.5f}"
+        )
+
+
+def test_finite_source_finetune_matches_monte_carlo():
+    """Pretraining on n_s noiseless source samples gives w_s = X_s^+ y_s; the formula is then exact."""
+    alpha, alpha_s, theta = 0.4, 0.6, 0.7
+    n, n_s = round(alpha * DIM), round(alpha_s * DIM)
+    inst = draw_instances(DIM, n, theta, 0.3, INSTANCES, seed=77)
+    rng = np.random.default_rng(78)
+    X_s = rng.standard_normal((INSTANCES, n_s, DIM))
+    w_s = est.min_norm_fit(X_s, np.einsum("knd,kd->kn", X_s, inst.beta_s))
+    w_ft = est.finetune_fit(inst.X, inst.y, w_s)  # the paper's endpoint from the source model
+    gain = est.generalization_error(est.min_norm_fit(inst.X, inst.y), inst.beta_t)
+    gain -= est.generalization_error(w_ft, inst.beta_t)
+    expected = th.finetune_transferability_finite_source(alpha, theta, alpha_s, 0.0)
+    se = gain.std(ddof=1) / np.sqrt(INSTANCES)
+    assert abs(gain.mean() - expected) < 4.0 * se
+
+
+def test_exact_finetune_c_is_one_when_noiseless_and_large():
+    inst = draw_instances(400, 200, 0.5, 0.0, 4, seed=9)
+    interpolant = est.min_norm_fit(inst.X, inst.y)
+    residual = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="exact") - interpolant
+    paper = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="paper") - interpolant
+    c = np.sum(residual * paper, axis=1) / np.sum(paper**2, axis=1)
+    assert_allclose(c, 1.0, atol=0.03)  # O(D^-1/2) fluctuations of |X^+ y|^2 and |(I-P)beta_s|^2
