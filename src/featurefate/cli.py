@@ -1,0 +1,265 @@
+"""Command-line interface: ``featurefate theory ...`` and ``featurefate reproduce``.
+
+Thin wiring only: each command parses its options and calls the library. Invalid values are left
+to the library, whose ``ValueError`` names the parameter, the value and the valid range;
+:func:`main` prints it as one line, ``error: <message>``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import featurefate
+
+try:  # recent typer vendors its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - typer built on the click package
+    from click.exceptions import UsageError
+from featurefate.experiments.theory_phase import phase_stem, theory_point
+from featurefate.reproduce import PAPER_FIGURES, write_phase_diagram
+
+app = typer.Typer(
+    name="featurefate",
+    help="Theory and simulation of transfer learning in deep linear networks (Features are fate).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+theory_app = typer.Typer(
+    help="Closed forms of the paper's Section 3 (the limit D → ∞ unless --dim is given).",
+    no_args_is_help=True,
+)
+app.add_typer(theory_app, name="theory")
+
+Method = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        metavar="[linear|ridge|finetune]",
+        help="Transfer method: linear transfer (eq. 12), ridge linear transfer (eqs. 14-15) "
+        "or fine-tuning (eq. 16).",
+    ),
+]
+Sigma = Annotated[float, typer.Option("--sigma", help="Label-noise standard deviation σ >= 0.")]
+Lam = Annotated[
+    float | None,
+    typer.Option(
+        "--lam", help="Ridge penalty λ >= 0; required for --method ridge, and only for it."
+    ),
+]
+Variant = Annotated[
+    str | None,
+    typer.Option(
+        "--variant",
+        metavar="[paper|exact]",
+        help="Fine-tuning endpoint, for --method finetune only: 'paper' (eq. 16, the default) "
+        "or 'exact' (the corrected endpoint X⁺y + c(I-P)β_s, SPEC section 2).",
+    ),
+]
+Dim = Annotated[
+    int | None,
+    typer.Option(
+        "--dim", help="Input dimension D for the exact finite-size forms; default the limit D → ∞."
+    ),
+]
+NumAlpha = Annotated[
+    int,
+    typer.Option("--num-alpha", help="Number of α grid points, α = k α_max / N for k = 1 .. N."),
+]
+NumTheta = Annotated[
+    int, typer.Option("--num-theta", help="Number of θ grid points from 0 to π/2 inclusive.")
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"featurefate {featurefate.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Theory and simulation of transfer learning in deep linear networks (Features are fate)."""
+
+
+@theory_app.command("phase-diagram")
+def phase_diagram_command(
+    method: Method,
+    sigma: Sigma,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (created if missing).", metavar="DIR")
+    ],
+    lam: Lam = None,
+    variant: Variant = None,
+    alpha_max: Annotated[
+        float, typer.Option("--alpha-max", help="Largest α = n / D on the grid.")
+    ] = 2.0,
+    num_alpha: NumAlpha = 400,
+    num_theta: NumTheta = 300,
+    dim: Dim = None,
+) -> None:
+    """Transferability over (α, θ): write <stem>.nc, <stem>.png and <stem>.pdf into --out.
+
+    The stem names the configuration, e.g. phase_ridge_sigma0.2_lam0.1. Prints the paths written.
+    """
+    stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
+    paths = write_phase_diagram(
+        out,
+        stem,
+        method,
+        sigma,
+        lam=lam,
+        variant=variant,
+        dim=dim,
+        alpha_max=alpha_max,
+        num_alpha=num_alpha,
+        num_theta=num_theta,
+    )
+    for path in paths:
+        typer.echo(path)
+
+
+def _json_safe(value):
+    """JSON has no inf or NaN: write them as the strings 'inf', '-inf' and 'nan'."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _point_table(result: dict) -> Table:
+    angle = f"{result['theta']:.6g} rad ({math.degrees(result['theta']):.4g}°)"
+    table = Table(
+        title=f"{result['method']} at α = {result['alpha']:g}, θ = {angle}, σ = {result['sigma']:g}",
+        show_header=True,
+    )
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    settings = [
+        f"{key} = {result[key]}" for key in ("lam", "variant", "dim") if result[key] is not None
+    ]
+    settings.append("D → ∞" if result["dim"] is None else "finite D")
+    table.add_row("setting", ", ".join(settings))
+    table.add_row("scratch error R_scratch (eq. 10)", f"{result['scratch_error']:.6g}")
+    table.add_row("transfer error R_transfer", f"{result['transfer_error']:.6g}")
+    t = result["transferability"]
+    sign = "positive" if t > 0 else "negative" if t < 0 else "none" if t == 0 else "undefined"
+    table.add_row("transferability T (eq. 7)", f"{t:.6g} ({sign})")
+    if "negative_transfer" in result:
+        regions = result["negative_transfer"]
+        lower, upper = regions["alpha_lower"], regions["alpha_upper"]
+        below = "empty" if math.isnan(lower) else f"({lower:.6g}, {upper:.6g})"
+        table.add_row("negative for α in (D → ∞)", below)
+        table.add_row("and for α above (D → ∞)", f"{regions['alpha_threshold']:.6g}")
+        table.add_row("negative at this α", "yes" if regions["is_negative"] else "no")
+    if "break_even_angle" in result:
+        table.add_row(
+            f"break-even angle θ* ({result['variant']}, D → ∞)",
+            f"{result['break_even_angle']:.6g} rad ({result['break_even_angle_deg']:.4g}°)",
+        )
+    return table
+
+
+@theory_app.command("point")
+def point_command(
+    method: Method,
+    alpha: Annotated[float, typer.Option("--alpha", help="Samples per dimension α = n / D > 0.")],
+    theta: Annotated[
+        float,
+        typer.Option("--theta", help="Angle between source and target, radians in [0, π]."),
+    ],
+    sigma: Sigma,
+    lam: Lam = None,
+    variant: Variant = None,
+    dim: Dim = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object instead of a table. JSON has no inf or NaN: they are "
+            'written as the strings "inf", "-inf" and "nan" (Python\'s float() reads them back).',
+        ),
+    ] = False,
+) -> None:
+    """Errors and transferability at one point; for linear transfer its negative-transfer
+    regions at this θ and σ, for fine-tuning its break-even angle."""
+    result = theory_point(method, alpha, theta, sigma, lam=lam, variant=variant, dim=dim)
+    if as_json:
+        typer.echo(json.dumps(_json_safe(result), allow_nan=False))
+    else:
+        Console().print(_point_table(result))
+
+
+@app.command("reproduce")
+def reproduce_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (created if missing).", metavar="DIR")
+    ] = Path("results"),
+    num_alpha: NumAlpha = 400,
+    num_theta: NumTheta = 300,
+) -> None:
+    """Draw the paper's figures into --out (for now the theory phase diagrams of Figs. 1-3, 6, 7).
+
+    Each figure is written as <stem>.nc, .png and .pdf, stems prefixed by the figure (fig1_...).
+    Prints the paths written.
+    """
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("figures", total=len(PAPER_FIGURES))
+        for spec in PAPER_FIGURES:
+            progress.update(task, description=spec.stem)
+            for path in spec.make(out, num_alpha=num_alpha, num_theta=num_theta):
+                typer.echo(path)
+            progress.advance(task)
+
+
+def _fail(err: Exception | str, code: int) -> None:
+    message = " ".join(str(err).split())
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point.
+
+    Every bad input ends in one line on stderr, ``error: <message>``, and no traceback: usage
+    errors (a missing, unknown or malformed option) and a ``ValueError`` from the library (an
+    out-of-range or unknown value) exit with status 2; an ``OSError`` (e.g. an unwritable --out)
+    with status 1.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="featurefate", standalone_mode=False)
+    except UsageError as err:
+        if not err.format_message():  # no arguments at all: the help was printed
+            raise SystemExit(0) from None
+        _fail(err.format_message(), 2)
+    except typer.Abort:
+        _fail("aborted", 1)
+    except ValueError as err:
+        _fail(err, 2)
+    except OSError as err:
+        _fail(err, 1)
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Experiments: one module per family, each turning a configuration into a labelled dataset."""

@@ -1,0 +1,249 @@
+"""The command line: files written, JSON output, one-line errors with status 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import featurefate
+from featurefate.cli import app, main
+from featurefate.experiments.theory_phase import grid
+from featurefate.reproduce import PAPER_FIGURES
+from featurefate.theory import (
+    finetune_break_even_angle,
+    negative_transfer_regions,
+    ridge_transfer_error,
+    scratch_error,
+    transferability,
+)
+
+runner = CliRunner()
+SMALL = ["--num-alpha", "20", "--num-theta", "11"]
+
+
+def _invoke(*args):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_version():
+    assert featurefate.__version__ in _invoke("--version").stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "stem", "kwargs"),
+    [
+        (["--method", "linear", "--sigma", "0.2"], "phase_linear_sigma0.2", {}),
+        (
+            ["--method", "ridge", "--sigma", "0.2", "--lam", "0.1"],
+            "phase_ridge_sigma0.2_lam0.1",
+            {"lam": 0.1},
+        ),
+        (
+            ["--method", "finetune", "--sigma", "0.2", "--variant", "exact"],
+            "phase_finetune-exact_sigma0.2",
+            {"variant": "exact"},
+        ),
+        (["--method", "linear", "--sigma", "0", "--dim", "50"], "phase_linear_sigma0_dim50", {}),
+    ],
+)
+def test_phase_diagram_writes_dataset_and_figures(tmp_path, options, stem, kwargs):
+    out = tmp_path / "new"
+    result = _invoke("theory", "phase-diagram", *options, *SMALL, "--out", str(out))
+    expected = [out / f"{stem}{ext}" for ext in (".nc", ".png", ".pdf")]
+    assert result.stdout.split() == [str(p) for p in expected]
+    assert all(p.stat().st_size > 0 for p in expected)
+    with xr.open_dataset(expected[0]) as ds:
+        ds = ds.load()
+    assert ds["theory_transferability"].dims == ("alpha", "theta")
+    assert ds.sizes == {"alpha": 20, "theta": 11}
+    alpha, theta = grid(2.0, 20, 11)
+    np.testing.assert_array_equal(ds["alpha"], alpha)
+    np.testing.assert_array_equal(ds["theta"], theta)
+    method, sigma = ds.attrs["method"], ds.attrs["sigma"]
+    dim = ds.attrs.get("dim")
+    expected_t = transferability(method, alpha[:, None], theta[None, :], sigma, dim=dim, **kwargs)
+    np.testing.assert_array_equal(ds["theory_transferability"], expected_t)
+    assert ds.attrs["featurefate_version"] == featurefate.__version__
+    assert ds.attrs["limit"] == ("finite D" if dim else "D -> infinity")
+    assert ds.attrs.get("variant") == kwargs.get("variant")
+    assert ds.attrs.get("lam") == kwargs.get("lam")
+
+
+def test_phase_diagram_keeps_infinite_values(tmp_path):
+    _invoke(
+        "theory",
+        "phase-diagram",
+        "--method",
+        "linear",
+        "--sigma",
+        "0.2",
+        "--out",
+        str(tmp_path),
+        *SMALL,
+    )
+    with xr.open_dataset(tmp_path / "phase_linear_sigma0.2.nc") as ds:
+        assert np.isposinf(ds["theory_transferability"].sel(alpha=1.0)).all()
+
+
+def test_point_json_matches_the_api():
+    args = ["--alpha", "0.7", "--theta", "0.5", "--sigma", "0.2", "--json"]
+    ridge = json.loads(
+        _invoke("theory", "point", "--method", "ridge", "--lam", "0.1", *args).stdout
+    )
+    assert ridge["transferability"] == transferability("ridge", 0.7, 0.5, 0.2, lam=0.1)
+    assert ridge["scratch_error"] == scratch_error(0.7, 0.2)
+    assert ridge["transfer_error"] == ridge_transfer_error(0.7, 0.5, 0.2, 0.1)
+    assert ridge["lam"] == 0.1 and ridge["dim"] is None
+
+    linear = json.loads(_invoke("theory", "point", "--method", "linear", *args).stdout)
+    regions = negative_transfer_regions(0.5, 0.2)
+    assert linear["negative_transfer"]["alpha_threshold"] == regions.alpha_threshold
+
+    finetune = json.loads(
+        _invoke("theory", "point", "--method", "finetune", "--variant", "exact", *args).stdout
+    )
+    assert finetune["break_even_angle"] == finetune_break_even_angle(0.7, 0.2, variant="exact")
+
+
+def test_point_json_writes_inf_and_nan_as_strings():
+    out = _invoke(
+        "theory",
+        "point",
+        "--method",
+        "finetune",
+        "--alpha",
+        "1",
+        "--theta",
+        "1",
+        "--sigma",
+        "0.2",
+        "--json",
+    ).stdout
+    result = json.loads(out)  # strict JSON: no bare Infinity or NaN
+    assert result["scratch_error"] == "inf" and float(result["scratch_error"]) == np.inf
+    assert result["transferability"] == 0.0
+    assert result["break_even_angle"] == "nan"
+
+
+def test_point_table():
+    out = _invoke(
+        "theory",
+        "point",
+        "--method",
+        "linear",
+        "--alpha",
+        "0.7",
+        "--theta",
+        "0.7854",
+        "--sigma",
+        "0.2",
+    ).stdout
+    assert "transferability" in out and "negative" in out and "1.08" in out
+
+
+def test_bad_value_through_a_real_process(tmp_path):
+    command = [sys.executable, "-m", "featurefate", "theory", "phase-diagram"]
+    command += ["--method", "linear", "--sigma", "-1", "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: sigma must be a finite number in [0, inf); got -1"]
+    assert done.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--alpha", "0"], "error: alpha must be a finite number in (0, inf); got 0"),
+        (["--theta", "4"], "error: theta must be a finite number in [0, pi]; got 4"),
+        (["--sigma", "-1"], "error: sigma must be a finite number in [0, inf); got -1"),
+        (
+            ["--method", "foo"],
+            "error: method must be one of 'linear', 'ridge', 'finetune'; got 'foo'",
+        ),
+        (
+            ["--variant", "foo"],
+            "error: variant applies to method 'finetune' only; got method 'linear'",
+        ),
+        (["--lam", "0.1"], "error: lam applies to method 'ridge' only; got method 'linear'"),
+        (["--dim", "0"], "error: dim must be an integer >= 1; got 0"),
+    ],
+)
+def test_bad_values_give_one_line_and_status_2(capsys, change, message):
+    options = {"--method": "linear", "--alpha": "0.5", "--theta": "1", "--sigma": "0.2"}
+    options |= dict(zip(change[::2], change[1::2], strict=True))
+    argv = ["theory", "point", *(item for pair in options.items() for item in pair)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [message]
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_bad_variant_for_finetune(capsys):
+    argv = ["theory", "point", "--method", "finetune", "--variant", "foo"]
+    argv += ["--alpha", "0.5", "--theta", "1", "--sigma", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: variant must be one of 'paper', 'exact'; got 'foo'"
+    ]
+
+
+def test_bad_grid_size(capsys, tmp_path):
+    argv = ["theory", "phase-diagram", "--method", "linear", "--sigma", "0.2"]
+    argv += ["--num-alpha", "0", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: num_alpha must be an integer >= 1; got 0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["theory", "point", "--method", "linear"], "error: Missing option '--alpha'."),
+        (
+            ["theory", "point", "--method", "linear", "--alpha", "abc"],
+            "error: Invalid value for '--alpha'",
+        ),
+        (["theory", "pointx"], "error: No such command 'pointx'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_status_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message)
+
+
+def test_no_arguments_prints_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_reproduce_writes_every_figure(tmp_path):
+    result = _invoke("reproduce", "--out", str(tmp_path), *SMALL)
+    expected = {f"{spec.stem}{ext}" for spec in PAPER_FIGURES for ext in (".nc", ".png", ".pdf")}
+    assert {p.name for p in tmp_path.iterdir()} == expected
+    assert set(result.stdout.split()) == {str(tmp_path / name) for name in expected}
+    names = {spec.stem for spec in PAPER_FIGURES}
+    assert {"fig1_phase_linear_sigma0.2", "fig2_phase_ridge_sigma0.2_lam0.1"} <= names
+    assert {"fig3_phase_finetune-paper_sigma0.2", "fig3_phase_finetune-exact_sigma0.2"} <= names
+    assert {"fig6_phase_linear_sigma0", "fig7_phase_finetune-exact_sigma0"} <= names
+    with xr.open_dataset(tmp_path / "fig3_phase_finetune-exact_sigma0.2.nc") as ds:
+        assert ds.attrs["variant"] == "exact"
