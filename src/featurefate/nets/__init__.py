@@ -1,0 +1,1 @@
+"""Networks of the paper: deep linear (Section 3)."""

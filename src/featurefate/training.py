@@ -1,0 +1,388 @@
+r"""Gradient flow (6) for deep linear networks, by full-batch gradient descent on many instances.
+
+Losses come from sufficient statistics (SPEC section 1). With :math:`w` the end-to-end vector,
+
+.. math::
+
+    \mathcal L(w) = w^\top S w - 2 b^\top w + c,
+
+which is the empirical loss :math:`\frac1n |Xw - y|^2` (a plain mean, no factor 1/2) for
+:math:`S = X^\top X / n`, :math:`b = X^\top y / n`, :math:`c = |y|^2 / n`, and the population loss
+:math:`|w - \beta|^2` for :math:`S = I`, :math:`b = \beta`, :math:`c = |\beta|^2`. S is kept as a
+thin factor :math:`S = R^\top R` with :math:`\min(n, D)` rows. A step therefore costs
+:math:`O(L D^2)` whatever n is (the data enter only through ``R``, ``b`` and ``c``), and the
+gradient is taken by autodiff through the end-to-end vector, never through the data.
+
+Step size. By default (``step_size="auto"``) every instance takes, at every step, the step
+:math:`\eta / H_t` where :math:`H_t` bounds the largest eigenvalue of the loss Hessian in the
+parameters at the current point,
+
+.. math::
+
+    H_t = 2 \lambda_{\max}(S) \sum_l \prod_{k \ne l} \|W_k\|_F^2
+        + \|\nabla_w \mathcal L\| \sum_{l < m} \prod_{k \ne l, m} \|W_k\|_F ,
+
+(Gauss-Newton part plus residual part). With :math:`\eta < 2` descent is stable; :math:`\eta`
+sets the accuracy with which the discrete path follows gradient flow (a time reparametrisation
+does not move the flow's path, only how fast it is traversed). The step therefore grows on the
+plateaus near the small initialisation and shrinks where the curvature is large. The elapsed
+gradient-flow time :math:`\sum_t \mathrm{lr}_t` is tracked, and can be capped. A fixed float
+``step_size`` reproduces plain gradient descent (the authors used 0.01 and 0.1).
+
+Stopping. An instance stops when its loss is within ``tol`` of the minimum
+:math:`c - b^\top S^+ b`; one that reaches ``max_steps`` (or ``max_time``) stops unconverged and is
+reported as such. A non-finite or exploding loss raises :class:`TrainingDivergedError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+
+from featurefate import _validation as v
+from featurefate._jax import jax, jnp
+from featurefate.nets.linear import conserved_quantities, end_to_end, hidden_features
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Gradient descent blew up: the step size is too large for the problem."""
+
+
+class Statistics(NamedTuple):
+    r"""Batched quadratic losses :math:`|R w|^2 - 2 b^\top w + c` and what training needs of them.
+
+    ``R`` is a thin factor of the second-moment matrix, :math:`S = R^\top R` with
+    ``min(n, D)`` rows, so that :math:`S w` costs :math:`O(\min(n, D) D)`; ``R = None`` stands for
+    the identity (the population loss).
+
+    Attributes
+    ----------
+    R : jax.Array, shape (K, r, D), or None
+    b : jax.Array, shape (K, D)
+    c : jax.Array, shape (K,)
+    lam_max : jax.Array, shape (K,)
+        Largest eigenvalue of S (the loss curvature in w).
+    loss_min : jax.Array, shape (K,)
+        :math:`\min_w \mathcal L = c - b^\top S^+ b`.
+    """
+
+    R: jax.Array | None
+    b: jax.Array
+    c: jax.Array
+    lam_max: jax.Array
+    loss_min: jax.Array
+
+
+def empirical_statistics(X, y):
+    r"""Statistics of the empirical loss :math:`\frac1n|Xw - y|^2` for a batch of data sets.
+
+    The factor R is the triangular factor of the QR decomposition of :math:`X / \sqrt n`.
+
+    Parameters
+    ----------
+    X : array-like, shape (K, n, D)
+    y : array-like, shape (K, n)
+    """
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if X.ndim != 3 or y.shape != X.shape[:2]:
+        raise ValueError(f"X must be (K, n, D) and y (K, n); got {X.shape} and {y.shape}")
+    n = X.shape[1]
+    R = np.linalg.qr(X / np.sqrt(n), mode="r")
+    b = np.einsum("knd,kn->kd", X, y) / n
+    c = np.sum(y**2, axis=1) / n
+    _, s, Vt = np.linalg.svd(R, full_matrices=False)
+    cutoff = s[:, :1] * max(X.shape[1:]) * np.finfo(np.float64).eps
+    keep = s > cutoff
+    proj = np.einsum("krd,kd->kr", Vt, b) / np.where(keep, s, 1.0)
+    loss_min = np.maximum(c - np.sum(np.where(keep, proj, 0.0) ** 2, axis=1), 0.0)
+    return Statistics(
+        R=jnp.asarray(R),
+        b=jnp.asarray(b),
+        c=jnp.asarray(c),
+        lam_max=jnp.asarray(s[:, 0] ** 2),
+        loss_min=jnp.asarray(loss_min),
+    )
+
+
+def population_statistics(beta):
+    r"""Statistics of the population loss :math:`|w - \beta|^2` (label noise dropped: a constant).
+
+    Parameters
+    ----------
+    beta : array-like, shape (K, D)
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    k = beta.shape[0]
+    return Statistics(
+        R=None,
+        b=jnp.asarray(beta),
+        c=jnp.asarray(np.sum(beta**2, axis=1)),
+        lam_max=jnp.ones(k),
+        loss_min=jnp.zeros(k),
+    )
+
+
+def _second_moment(R, w):
+    """:math:`S w = R^T R w`, or w itself for the identity."""
+    return w if R is None else (R @ w) @ R
+
+
+def quadratic_loss(params, R, b, c):
+    r""":math:`w^\top S w - 2 b^\top w + c` for one network, ``w`` its end-to-end vector."""
+    w = end_to_end(params)
+    return w @ _second_moment(R, w) - 2.0 * (b @ w) + c
+
+
+def curvature_bound(norms2, grad_w_norm, lam_max):
+    r"""The bound :math:`H_t` on the parameter-space Hessian (module docstring), one network.
+
+    Parameters
+    ----------
+    norms2 : sequence of scalars
+        Squared Frobenius norms of the layers.
+    grad_w_norm : scalar
+        :math:`\|\nabla_w \mathcal L\|`.
+    lam_max : scalar
+        Largest eigenvalue of S.
+    """
+    norms = [jnp.sqrt(n2) for n2 in norms2]
+    depth = len(norms2)
+
+    def product(values, skip):
+        out = jnp.ones_like(values[0])
+        for i, value in enumerate(values):
+            if i not in skip:
+                out = out * value
+        return out
+
+    gauss_newton = sum(product(norms2, {i}) for i in range(depth))
+    residual = sum(product(norms, {i, j}) for i in range(depth) for j in range(i + 1, depth))
+    return 2.0 * lam_max * gauss_newton + grad_w_norm * residual
+
+
+def layer_gradients(params, grad_w):
+    r"""Exact gradients of :math:`\mathcal L(w)` in every layer, as rank-one factors.
+
+    With :math:`w^\top = W_L \cdots W_1` and :math:`g = \nabla_w \mathcal L`,
+    :math:`\partial \mathcal L / \partial W_l = u_l v_l^\top` with the upstream row
+    :math:`u_l^\top = W_L \cdots W_{l+1}` and the downstream vector
+    :math:`v_l = W_{l-1} \cdots W_1 g`. Returns ``(ups, downs, w)`` where ``ups[i]`` and
+    ``downs[i]`` are the factors of layer ``i`` (0-based; the last layer's up-factor is 1). One
+    matrix-vector product per layer each way: O(L D^2), and the (D, D) gradients are never
+    materialised (the update fuses them).
+    """
+    depth = len(params)
+    ups = [None] * depth
+    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
+    row = params[-1][0]
+    for i in range(depth - 2, -1, -1):
+        ups[i] = row
+        row = row @ params[i]
+    w = row
+    downs = [grad_w]
+    for i in range(1, depth):
+        downs.append(params[i - 1] @ downs[-1])
+    return ups, downs, w
+
+
+def _one_step(params, norms2, R, b, c, lam_max, loss_min, active, *, eta, fixed_lr, tol):
+    r"""One gradient-descent step of one network; frozen where ``active`` is False.
+
+    The squared layer norms are carried along and updated in closed form,
+    :math:`\|W - \eta u v^\top\|^2 = \|W\|^2 - 2\eta\, u^\top W v + \eta^2 |u|^2 |v|^2`,
+    so the step size costs no extra pass over the weights.
+    """
+    depth = len(params)
+    row = params[-1][0]
+    for i in range(depth - 2, -1, -1):
+        row = row @ params[i]
+    w = row
+    Sw = _second_moment(R, w)
+    loss = w @ Sw - 2.0 * (b @ w) + c
+    grad_w = 2.0 * (Sw - b)
+    ups, downs, _ = layer_gradients(params, grad_w)
+    if fixed_lr is None:
+        lr = eta / curvature_bound(norms2, jnp.linalg.norm(grad_w), lam_max)
+    else:
+        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
+    active = active & (loss - loss_min > tol)
+    lr = jnp.where(active, lr, 0.0)
+    # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
+    rows_below = [w, *ups[: depth - 1]]
+    new_params, new_norms2 = [], []
+    for i in range(depth):
+        up, down = ups[i], downs[i]
+        cross = rows_below[i] @ down
+        new_norms2.append(norms2[i] - 2.0 * lr * cross + lr**2 * (up @ up) * (down @ down))
+        new_params.append(params[i] - lr * up[:, None] * down[None, :])
+    return tuple(new_params), tuple(new_norms2), lr, loss, active
+
+
+@partial(jax.jit, static_argnames=("eta", "fixed_lr", "tol", "length"))
+def _run_chunk(
+    params, stats, active, steps, time, max_steps, max_time, *, eta, fixed_lr, tol, length
+):
+    step = jax.vmap(
+        partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol),
+        in_axes=(0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
+    )
+    # exact norms at the start of every chunk; tracked in closed form within it
+    norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
+
+    def body(carry, _):
+        params, norms2, active, steps, time, loss = carry
+        can_go = active & (steps < max_steps) & (time < max_time)
+        params, norms2, lr, loss, moved = step(
+            params, norms2, stats.R, stats.b, stats.c, stats.lam_max, stats.loss_min, can_go
+        )
+        converged_now = can_go & ~moved
+        active = active & ~converged_now
+        return (params, norms2, active, steps + moved, time + lr, loss), None
+
+    loss0 = jnp.full(active.shape, jnp.inf)
+    carry = (params, norms2, active, steps, time, loss0)
+    (params, _, active, steps, time, loss), _ = jax.lax.scan(body, carry, None, length=length)
+    return params, active, steps, time, loss
+
+
+@jax.jit
+def _batched_loss(params, stats):
+    in_axes = (0, None if stats.R is None else 0, 0, 0)
+    return jax.vmap(quadratic_loss, in_axes=in_axes)(params, stats.R, stats.b, stats.c)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Trained parameters and per-instance diagnostics (all arrays over instances).
+
+    Attributes
+    ----------
+    params : tuple of jax.Array
+        Batched ``(W_1, ..., W_L)``.
+    steps : ndarray of int
+        Gradient steps taken.
+    converged : ndarray of bool
+        Loss within ``tol`` of its minimum; False for instances stopped by a limit.
+    excess_loss : ndarray
+        Final loss minus its minimum.
+    time : ndarray
+        Elapsed gradient-flow time :math:`\\sum_t \\mathrm{lr}_t`.
+    drift : ndarray
+        Largest Frobenius-norm change of the conserved quantities (35) during training.
+    """
+
+    params: tuple
+    steps: np.ndarray
+    converged: np.ndarray
+    excess_loss: np.ndarray
+    time: np.ndarray
+    drift: np.ndarray
+
+    @property
+    def w(self) -> np.ndarray:
+        """End-to-end vectors, shape (K, D)."""
+        return np.asarray(jax.vmap(end_to_end)(self.params))
+
+
+def train(
+    params,
+    stats: Statistics,
+    *,
+    step_size="auto",
+    eta=0.5,
+    tol=1e-10,
+    max_steps=20_000,
+    max_time=None,
+    check_every=200,
+    progress=None,
+) -> TrainResult:
+    r"""Gradient descent on a batch of networks until each converges or hits a limit.
+
+    Parameters
+    ----------
+    params : tuple of jax.Array
+        Batched initial parameters ``(W_1, ..., W_L)``, leading axis K.
+    stats : Statistics
+        The loss of each instance.
+    step_size : "auto" or float
+        ``"auto"``: the curvature-adaptive step :math:`\eta / H_t` (module docstring); a float:
+        that constant learning rate.
+    eta : float, default 0.5
+        Fraction of the stability limit used by ``"auto"``, in (0, 2).
+    tol : float, default 1e-10
+        Stop an instance when its loss is within ``tol`` of its minimum.
+    max_steps : int, default 20000
+    max_time : float, optional
+        Cap on gradient-flow time per instance.
+    check_every : int, default 200
+        Steps per compiled chunk between divergence checks and progress updates.
+    progress : callable, optional
+        Called as ``progress(steps_done_max, max_steps)`` after each chunk.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a loss becomes non-finite or grows a thousandfold.
+    """
+    if isinstance(step_size, str):
+        v.choice("step_size", step_size, ("auto",))
+        fixed_lr = None
+        eta = float(v.real_array("eta", eta, low=0.0, high=2.0, low_open=True, high_open=True))
+    else:
+        fixed_lr = float(v.real_array("step_size", step_size, low=0.0, low_open=True))
+    tol = float(v.real_array("tol", tol, low=0.0))
+    max_steps = v.integer("max_steps", max_steps, low=1)
+    length = v.integer("check_every", check_every, low=1)
+    max_time = np.inf if max_time is None else float(v.real_array("max_time", max_time, low=0.0))
+    k = stats.b.shape[0]
+    invariants0 = jax.vmap(conserved_quantities)(params)
+    loss_start = np.asarray(_batched_loss(params, stats))
+    active = jnp.ones(k, dtype=bool)
+    steps = jnp.zeros(k, dtype=jnp.int64)
+    time = jnp.zeros(k)
+    while True:
+        params, active, steps, time, loss = _run_chunk(
+            params, stats, active, steps, time, max_steps, max_time,
+            eta=eta, fixed_lr=fixed_lr, tol=tol, length=length,
+        )  # fmt: skip
+        loss = np.asarray(loss)
+        bad = ~np.isfinite(loss) | (loss > 1e3 * (loss_start + 1.0))
+        if np.any(bad):
+            first = int(np.flatnonzero(bad)[0])
+            lr_text = f"step_size = {fixed_lr:g}" if fixed_lr is not None else f"eta = {eta:g}"
+            raise TrainingDivergedError(
+                f"training diverged for instance {first} by step {int(steps[first])} "
+                f"(loss {loss[first]:.3g}, started at {loss_start[first]:.3g}); "
+                f"{lr_text} is too large for this problem: lower it"
+            )
+        steps_np = np.asarray(steps)
+        if progress is not None:
+            progress(int(steps_np.max()), max_steps)
+        going = np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < max_time)
+        if not going.any():
+            break
+    final = np.asarray(_batched_loss(params, stats))
+    excess = final - np.asarray(stats.loss_min)
+    drift = jax.vmap(conserved_quantities)(params) - invariants0
+    drift = np.asarray(jnp.max(jnp.sqrt(jnp.sum(drift**2, axis=(-2, -1))), axis=1))
+    return TrainResult(
+        params=params,
+        steps=np.asarray(steps),
+        converged=excess <= tol,
+        excess_loss=excess,
+        time=np.asarray(time),
+        drift=drift,
+    )
+
+
+def feature_singular_values(params, k=3):
+    """Top ``k`` singular values of the hidden features of each network, shape (K, k)."""
+    features = jax.vmap(hidden_features)(params)
+    return np.asarray(jnp.linalg.svd(features, compute_uv=False)[:, :k])

@@ -1,0 +1,245 @@
+r"""Transfer protocols of Section 3, simulated: pretrain, then scratch / linear transfer / fine-tune.
+
+Each protocol trains (or, for the convex last-layer problem, solves) a batch of deep linear
+networks and returns a :class:`ProtocolResult`: the end-to-end vectors, their generalization
+errors :math:`|w - \beta|^2` against the reference teacher, and the training diagnostics.
+
+- :func:`pretrain`: gradient flow on the source's population loss from small initialisation
+  (Lemma 3.3: :math:`w \to \beta_s`; Theorem 3.4: the hidden features become rank one).
+- :func:`scratch`: gradient flow on the target sample from small initialisation
+  (Theorem 3.5: it ends at :math:`X^+ y`).
+- :func:`linear_transfer`: the last layer refitted on the frozen pretrained features, eq. (11),
+  or with ridge ``lam > 0``, eq. (14).
+- :func:`fine_tune`: gradient flow on all layers from the pretrained weights (Theorem 3.9 and
+  its correction, SPEC section 2).
+
+**Residual directions in linear transfer.** With a finite ``init_scale`` the pretrained hidden
+features keep, besides the learned direction, full-rank residual directions of size
+``~init_scale``. An exact least-squares fit through all of them reproduces scratch training
+(SPEC section 3: 0.649 instead of 0.511 at alpha = 0.5). :func:`linear_transfer` therefore
+regresses on the numerically significant features only: the singular directions of the feature
+matrix with singular value above ``rcond`` times the largest (default 1e-3, far above the
+residual scale 1e-5 and far below the learned scale 1). The fit itself is exact: the minimum-norm
+(or ridge) solution of the convex last-layer problem, which is where gradient flow on the last
+layer from the pretrained value goes, up to the pretrained last layer's O(init_scale) component
+outside the data's span. ``rcond=0`` keeps every direction, to reproduce the pitfall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from featurefate import _validation as v
+from featurefate._jax import jax, jnp
+from featurefate.estimators import frozen_feature_fit, generalization_error
+from featurefate.nets.linear import hidden_features, init_params
+from featurefate.training import (
+    TrainResult,
+    empirical_statistics,
+    population_statistics,
+    train,
+)
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How gradient descent runs; see :func:`featurefate.training.train`."""
+
+    step_size: str | float = "auto"
+    eta: float = 0.25
+    tol: float = 1e-10
+    max_steps: int = 20_000
+    max_time: float | None = None
+    check_every: int = 200
+
+    def as_kwargs(self) -> dict:
+        return {
+            "step_size": self.step_size,
+            "eta": self.eta,
+            "tol": self.tol,
+            "max_steps": self.max_steps,
+            "max_time": self.max_time,
+            "check_every": self.check_every,
+        }
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """What a protocol produced, per instance.
+
+    Attributes
+    ----------
+    w : ndarray, shape (K, D)
+        End-to-end vectors.
+    error : ndarray, shape (K,) or (n_lam, K)
+        :math:`|w - \\beta|^2` against the reference teacher (label noise excluded, eq. 8).
+    training : TrainResult or None
+        Diagnostics of the gradient descent, for trained protocols.
+    info : dict
+        Anything else the protocol reports (e.g. the number of features kept).
+    """
+
+    w: np.ndarray
+    error: np.ndarray
+    training: TrainResult | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def params(self):
+        """The trained parameters (trained protocols only)."""
+        return None if self.training is None else self.training.params
+
+
+def _init_batch(key, n_instances, dim, depth, init_scale, init):
+    keys = jax.random.split(key, n_instances)
+    return jax.vmap(lambda k: init_params(k, dim, depth, init_scale, init=init))(keys)
+
+
+def _as_batch(name, value, ndim):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions (instances first); got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; got NaN or inf")
+    return arr
+
+
+def pretrain(
+    beta_s,
+    *,
+    key,
+    depth=2,
+    init_scale=1e-5,
+    init="random",
+    options=TrainingOptions(),
+    progress=None,
+) -> ProtocolResult:
+    r"""Pretrain on the source's population loss :math:`|w - \beta_s|^2` (Lemma 3.3).
+
+    Parameters
+    ----------
+    beta_s : array-like, shape (K, D)
+        Source teachers, one per instance.
+    key : jax.Array
+        PRNG key for the initialisations.
+    depth, init_scale, init :
+        See :func:`featurefate.nets.linear.init_params`.
+    options : TrainingOptions
+    progress : callable, optional
+        ``progress(steps, max_steps)``.
+
+    Returns
+    -------
+    ProtocolResult
+        ``error`` is the recovery error :math:`|w - \beta_s|^2`.
+    """
+    beta_s = _as_batch("beta_s", beta_s, 2)
+    k, dim = beta_s.shape
+    params = _init_batch(key, k, dim, depth, init_scale, init)
+    result = train(params, population_statistics(beta_s), progress=progress, **options.as_kwargs())
+    w = result.w
+    return ProtocolResult(w=w, error=generalization_error(w, beta_s), training=result)
+
+
+def scratch(
+    X,
+    y,
+    beta_t,
+    *,
+    key,
+    depth=2,
+    init_scale=1e-5,
+    init="random",
+    options=TrainingOptions(),
+    progress=None,
+) -> ProtocolResult:
+    r"""Train from small initialisation on the target sample (Theorem 3.5: ends at :math:`X^+ y`).
+
+    Parameters
+    ----------
+    X : array-like, shape (K, n, D)
+    y : array-like, shape (K, n)
+    beta_t : array-like, shape (K, D)
+        Target teachers, for the generalization error.
+    key, depth, init_scale, init, options, progress :
+        As in :func:`pretrain`.
+    """
+    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    k, _, dim = X.shape
+    params = _init_batch(key, k, dim, depth, init_scale, init)
+    result = train(params, empirical_statistics(X, y), progress=progress, **options.as_kwargs())
+    w = result.w
+    return ProtocolResult(w=w, error=generalization_error(w, beta_t), training=result)
+
+
+def significant_features(params, *, rcond=1e-3):
+    r"""The numerically significant directions of the pretrained hidden features.
+
+    With :math:`\Phi = U \mathrm{diag}(s) V^\top` the hidden feature matrix of each network,
+    returns the rows :math:`s_i v_i^\top` with :math:`s_i > \mathrm{rcond} \cdot s_1` (zero rows
+    elsewhere), so that regressing on them is regressing on :math:`\Phi x` without its residual
+    directions (module docstring).
+
+    Returns
+    -------
+    features : ndarray, shape (K, k, D)
+        ``k`` is the largest count kept over the instances; an instance's surplus rows are 0.
+    n_kept : ndarray of int, shape (K,)
+    """
+    rcond = float(v.real_array("rcond", rcond, low=0.0, high=1.0))
+    phi = np.asarray(jax.vmap(hidden_features)(params))
+    _, s, Vt = np.linalg.svd(phi)
+    keep = s > rcond * s[:, :1]
+    kept = keep.sum(axis=1)
+    # rows beyond an instance's own count are zero: they add nothing to the fit
+    width = int(kept.max())
+    features = np.where(keep[:, :width, None], s[:, :width, None] * Vt[:, :width], 0.0)
+    return features, kept
+
+
+def linear_transfer(params, X, y, beta_t, *, lam=0.0, rcond=1e-3) -> ProtocolResult:
+    r"""Refit the last layer on frozen pretrained features, eqs. (11) and (14).
+
+    The last layer ``a`` minimises :math:`\frac1n |y - X \Phi^\top a|^2 + \lambda |a|^2` over the
+    significant features (:func:`significant_features`; minimum norm when ``lam = 0``), and
+    :math:`w = \Phi^\top a`.
+
+    Parameters
+    ----------
+    params : tuple of arrays
+        Batched pretrained parameters.
+    X, y, beta_t :
+        As in :func:`scratch`.
+    lam : float or sequence of float
+        Ridge penalties >= 0; with a sequence, ``w`` and ``error`` gain a leading ``lam`` axis.
+    rcond : float, default 1e-3
+        Relative singular-value cutoff in [0, 1]; 0 keeps all directions.
+
+    Returns
+    -------
+    ProtocolResult
+        ``info["n_features"]``: the number of features kept per instance.
+    """
+    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    features, kept = significant_features(params, rcond=rcond)
+    lams = np.atleast_1d(v.real_array("lam", lam, low=0.0))
+    w = np.stack([frozen_feature_fit(X, y, features, lam=value) for value in lams])
+    error = generalization_error(w, beta_t[None])
+    if np.ndim(lam) == 0:
+        w, error = w[0], error[0]
+    return ProtocolResult(w=w, error=error, info={"n_features": kept})
+
+
+def fine_tune(params, X, y, beta_t, *, options=TrainingOptions(), progress=None) -> ProtocolResult:
+    r"""Train all layers on the target sample from the pretrained weights (Theorem 3.9).
+
+    Ends, as ``init_scale -> 0``, at :math:`X^+ y + c (I - P)\beta_s` with the c of
+    :func:`featurefate.theory.linear.solve_finetune_scale` (not the paper's c = 1).
+    """
+    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    params = tuple(jnp.asarray(p) for p in params)
+    result = train(params, empirical_statistics(X, y), progress=progress, **options.as_kwargs())
+    w = result.w
+    return ProtocolResult(w=w, error=generalization_error(w, beta_t), training=result)

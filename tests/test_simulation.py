@@ -1,0 +1,288 @@
+"""Deep linear networks trained by gradient descent, checked against the exact endpoints.
+
+Small D (40-60) and few instances keep this fast; the theorems are checked per instance against
+the ground-truth estimators, and on average against the closed forms.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from featurefate import estimators as est
+from featurefate import training as tr
+from featurefate import transfer
+from featurefate._jax import jax, jnp
+from featurefate.cli import main
+from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
+from featurefate.nets.linear import conserved_quantities, end_to_end, init_params
+from featurefate.tasks import draw_instances
+from featurefate.theory import linear as th
+
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Eight instances at D = 50, alpha = 0.5, sigma = 1 (noise makes c clearly above 1)."""
+    return draw_instances(50, 25, 0.8, 1.0, 8, seed=21)
+
+
+@pytest.fixture(scope="module")
+def pretrained(problem):
+    return transfer.pretrain(problem.beta_s, key=KEY)
+
+
+# ---------------------------------------------------------------------------------------------
+# networks and gradients
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_layer_gradients_equal_autodiff(depth):
+    params = init_params(KEY, 7, depth, 0.7)
+    inst = draw_instances(7, 5, 0.4, 0.3, 1, seed=1)
+    stats = tr.empirical_statistics(inst.X, inst.y)
+    R, b, c = stats.R[0], stats.b[0], stats.c[0]
+    auto = jax.grad(tr.quadratic_loss)(params, R, b, c)
+    w = end_to_end(params)
+    ups, downs, w_again = tr.layer_gradients(params, 2.0 * ((R @ w) @ R - b))
+    assert_allclose(w_again, w, rtol=1e-13)
+    for layer, up, down in zip(auto, ups, downs, strict=True):
+        assert_allclose(up[:, None] * down[None, :], layer, rtol=1e-10, atol=1e-14)
+
+
+def test_balanced_init_satisfies_assumption_22():
+    scale = 1e-2
+    params = init_params(KEY, 12, 4, scale, init="balanced")
+    for invariant in conserved_quantities(params):
+        eigenvalues = np.linalg.eigvalsh(np.asarray(invariant))
+        assert_allclose(eigenvalues, scale**2, rtol=1e-8)
+
+
+def test_random_init_shapes_and_scale():
+    params = init_params(KEY, 300, 3, 1e-3)
+    assert [p.shape for p in params] == [(300, 300), (300, 300), (1, 300)]
+    assert params[0].dtype == jnp.float64
+    assert_allclose(np.std(np.asarray(params[0])) * np.sqrt(300), 1e-3, rtol=0.02)
+
+
+def test_statistics_reproduce_the_loss_and_its_minimum():
+    inst = draw_instances(20, 30, 0.4, 0.3, 2, seed=4)
+    stats = tr.empirical_statistics(inst.X, inst.y)
+    w = est.min_norm_fit(inst.X, inst.y)
+    direct = np.mean((np.einsum("knd,kd->kn", inst.X, w) - inst.y) ** 2, axis=1)
+    assert_allclose(stats.loss_min, direct, rtol=1e-10)
+    S = np.einsum("knd,kne->kde", inst.X, inst.X) / 30
+    assert_allclose(stats.lam_max, np.linalg.eigvalsh(S)[:, -1], rtol=1e-12)
+    R = np.asarray(stats.R)
+    assert_allclose(np.swapaxes(R, 1, 2) @ R, S, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the theorems, per instance
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_pretraining_recovers_beta_s_with_rank_one_aligned_features(problem, depth):
+    """Lemma 3.3 and Theorem 3.4."""
+    result = transfer.pretrain(problem.beta_s, key=KEY, depth=depth)
+    assert result.training.converged.all()
+    assert np.max(np.linalg.norm(result.w - problem.beta_s, axis=1)) < 1e-4
+    s = tr.feature_singular_values(result.params, k=3)
+    assert_allclose(s[:, 0], 1.0, rtol=1e-4)  # |beta_s|^((L-1)/L) with |beta_s| = 1
+    assert np.all(s[:, 1] < 1e-3)  # O(init_scale): rank one
+    features, kept = transfer.significant_features(result.params)
+    assert np.all(kept == 1)
+    direction = features[:, 0] / np.linalg.norm(features[:, 0], axis=1, keepdims=True)
+    assert_allclose(np.abs(np.sum(direction * problem.beta_s, axis=1)), 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [25, 80])
+def test_scratch_ends_at_the_min_norm_interpolator(n):
+    """Theorem 3.5, per instance, on both sides of alpha = 1."""
+    inst = draw_instances(50, n, 0.8, 0.5, 4, seed=n)
+    result = transfer.scratch(inst.X, inst.y, inst.beta_t, key=KEY)
+    assert result.training.converged.all()
+    gap = np.linalg.norm(result.w - est.min_norm_fit(inst.X, inst.y), axis=1)
+    assert np.max(gap) < 2e-4
+
+
+def test_linear_transfer_is_the_exact_rank_one_fit(problem, pretrained):
+    result = transfer.linear_transfer(
+        pretrained.params, problem.X, problem.y, problem.beta_t, lam=[0.0, 0.3]
+    )
+    for i, lam in enumerate([0.0, 0.3]):
+        exact = est.linear_transfer_fit(problem.X, problem.y, problem.beta_s, lam=lam)
+        assert_allclose(result.w[i], exact, atol=1e-6)
+
+
+def test_linear_transfer_matches_eq12_on_average():
+    alpha, theta, sigma = 0.4, 1.0, 0.5
+    inst = draw_instances(50, 20, theta, sigma, 60, seed=8)
+    pre = transfer.pretrain(inst.beta_s, key=KEY)
+    err = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t).error
+    expected = th.linear_transfer_error(alpha, theta, sigma, dim=50)
+    assert abs(err.mean() - expected) < 4 * err.std(ddof=1) / np.sqrt(err.size)
+
+
+def test_all_features_reproduce_the_residual_direction_pitfall():
+    """SPEC section 3: keeping the O(init_scale) directions lets the fit interpolate noise."""
+    inst = draw_instances(60, 30, np.pi / 4, 0.3, 8, seed=5)
+    pre = transfer.pretrain(inst.beta_s, key=KEY)
+    kept = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t).error
+    every = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, rcond=0.0)
+    assert np.all(every.info["n_features"] == 60)
+    assert every.error.mean() > kept.mean() + 0.03
+
+
+def test_fine_tuning_ends_at_the_corrected_endpoint_not_the_papers(problem, pretrained):
+    """Theorem 3.9 as corrected in SPEC section 2: X^+ y + c (I - P) beta_s with c > 1."""
+    options = transfer.TrainingOptions(eta=0.1)
+    result = transfer.fine_tune(
+        pretrained.params, problem.X, problem.y, problem.beta_t, options=options
+    )
+    assert result.training.converged.all()
+    exact = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="exact")
+    paper = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="paper")
+    gap_exact = np.linalg.norm(result.w - exact, axis=1)
+    gap_paper = np.linalg.norm(result.w - paper, axis=1)
+    assert np.max(gap_exact) < 2e-3
+    assert np.min(gap_paper) > 10 * np.max(gap_exact)
+
+
+def test_conservation_drift_is_small_and_first_order_in_eta(problem, pretrained):
+    assert np.max(pretrained.training.drift) < 1e-6
+    drifts, gaps = [], []
+    exact = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="exact")
+    for eta in (0.2, 0.1):
+        result = transfer.fine_tune(
+            pretrained.params,
+            problem.X,
+            problem.y,
+            problem.beta_t,
+            options=transfer.TrainingOptions(eta=eta),
+        )
+        drifts.append(np.max(result.training.drift))
+        gaps.append(np.max(np.linalg.norm(result.w - exact, axis=1)))
+    assert drifts[0] < 0.05
+    assert_allclose(drifts[1] / drifts[0], 0.5, rtol=0.15)
+    assert_allclose(gaps[1] / gaps[0], 0.5, rtol=0.15)
+
+
+def test_depth_3_cell_matches_the_same_limits():
+    config = LinearPhaseConfig(dim=40, depth=3, n_instances=4, lam=(0.2,))
+    ds = run_cell(config, {"alpha": 0.5, "theta": 0.6, "sigma": 0.5}, seed=2)
+    assert bool(ds.converged_pretrain.all()) and bool(ds.converged_scratch.all())
+    assert float(ds.endpoint_gap_pretrain.max()) < 1e-4
+    assert float(ds.endpoint_gap_scratch.max()) < 2e-4
+    assert float(ds.endpoint_gap_linear.max()) < 1e-5
+    assert float(ds.endpoint_gap_finetune_exact.max()) < 3e-3
+    assert_allclose(ds.pretrained_singular_values[:, 0], 1.0, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# limits, divergence, reporting
+
+
+def test_divergence_names_the_step_size(problem):
+    params = transfer._init_batch(KEY, 8, 50, 2, 0.5, "random")
+    stats = tr.empirical_statistics(problem.X, problem.y)
+    with pytest.raises(tr.TrainingDivergedError, match="step_size = 5"):
+        tr.train(params, stats, step_size=5.0, max_steps=1000, check_every=20)
+
+
+def test_step_limit_is_reported_not_hidden(problem):
+    options = transfer.TrainingOptions(max_steps=7, check_every=5)
+    result = transfer.scratch(problem.X, problem.y, problem.beta_t, key=KEY, options=options)
+    assert np.all(result.training.steps == 7)
+    assert not result.training.converged.any()
+    assert np.all(result.training.excess_loss > 1e-3)
+
+
+def test_time_budget_in_gradient_flow_units(problem):
+    options = transfer.TrainingOptions(max_time=2.0, check_every=10)
+    result = transfer.pretrain(problem.beta_s, key=KEY, options=options)
+    lr_max = 0.25 / 2.0  # eta / (2 |beta_s|): the largest automatic step at the start
+    assert np.all(result.training.time >= 2.0)
+    assert np.all(result.training.time < 2.0 + lr_max + 1e-12)
+    assert not result.training.converged.any()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"step_size": "fast"}, "step_size"),
+        ({"eta": 2.5}, "eta"),
+        ({"tol": -1.0}, "tol"),
+        ({"max_steps": 0}, "max_steps"),
+    ],
+)
+def test_bad_training_options(problem, kwargs, fragment):
+    stats = tr.population_statistics(problem.beta_s)
+    params = transfer._init_batch(KEY, 8, 50, 2, 1e-5, "random")
+    with pytest.raises(ValueError, match=fragment):
+        tr.train(params, stats, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"depth": 1}, "depth"),
+        ({"init": "orthogonal"}, "init"),
+        ({"init_scale": 0.0}, "init_scale"),
+        ({"n_instances": 1}, "n_instances"),
+        ({"lam": (-0.1,)}, "lam"),
+    ],
+)
+def test_bad_config(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        LinearPhaseConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cell dataset and the CLI
+
+
+def test_run_cell_dataset_contract_and_seeding():
+    config = LinearPhaseConfig(dim=40, n_instances=3, lam=(0.1, 0.4))
+    cell = {"alpha": 0.5, "theta": 0.9, "sigma": 0.2}
+    ds = run_cell(config, cell, seed=11)
+    assert ds.sizes["instance"] == 3 and ds.sizes["lam"] == 2
+    for name in ("scratch", "linear", "finetune"):
+        assert ds[f"error_{name}"].dims == ("instance",)
+    assert ds.error_ridge.dims == ("lam", "instance")
+    for name in ("linear", "finetune_paper", "finetune_exact"):
+        assert f"theory_transferability_{name}" in ds
+    assert float(ds.n) == 20 and float(ds.alpha) == 0.5
+    assert json.loads(ds.attrs["config"])["dim"] == 40
+    assert_allclose(
+        ds.transferability_linear, (ds.error_scratch - ds.error_linear).mean(), rtol=1e-12
+    )
+    assert_allclose(ds.theory_error_scratch, th.scratch_error(0.5, 0.2, dim=40), rtol=1e-12)
+    again = run_cell(config, cell, seed=11)
+    assert_allclose(again.error_finetune, ds.error_finetune, rtol=0, atol=0)
+    other = run_cell(config, cell, seed=12)
+    assert not np.allclose(other.error_scratch, ds.error_scratch)
+    methods = [row["method"] for row in summarize(ds)]
+    assert methods[:2] == ["scratch", "linear"] and len(methods) == 6
+
+
+def test_simulate_point_json(capsys):
+    argv = ["simulate", "point", "--alpha", "0.5", "--theta", "0.7", "--sigma", "0.2"]
+    argv += ["--dim", "40", "--instances", "3", "--json"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 20
+    scratch_row = result["methods"][0]
+    assert scratch_row["method"] == "scratch" and scratch_row["converged"] == "3/3"
+
+
+def test_simulate_point_bad_input_is_one_line(capsys):
+    argv = ["simulate", "point", "--alpha", "0.5", "--theta", "0.7", "--sigma", "0.2"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--depth", "1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: depth must be an integer >= 2; got 1"]
