@@ -138,11 +138,12 @@ def test_all_features_reproduce_the_residual_direction_pitfall():
 
 def test_fine_tuning_ends_at_the_corrected_endpoint_not_the_papers(problem, pretrained):
     """Theorem 3.9 as corrected in SPEC section 2: X^+ y + c (I - P) beta_s with c > 1."""
-    options = transfer.TrainingOptions(eta=0.1)
+    options = transfer.TrainingOptions(eta=1.0, max_move=2e-3)
     result = transfer.fine_tune(
         pretrained.params, problem.X, problem.y, problem.beta_t, options=options
     )
     assert result.training.converged.all()
+    assert np.max(result.training.steps) < 2000
     exact = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="exact")
     paper = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="paper")
     gap_exact = np.linalg.norm(result.w - exact, axis=1)
@@ -168,6 +169,19 @@ def test_conservation_drift_is_small_and_first_order_in_eta(problem, pretrained)
     assert drifts[0] < 0.05
     assert_allclose(drifts[1] / drifts[0], 0.5, rtol=0.15)
     assert_allclose(gaps[1] / gaps[0], 0.5, rtol=0.15)
+
+
+def test_max_move_caps_the_step(problem, pretrained):
+    stats = tr.empirical_statistics(problem.X, problem.y)
+
+    def displacement(result):
+        pairs = zip(result.params, pretrained.params, strict=True)
+        return np.sqrt(sum(np.sum((np.asarray(a) - b) ** 2, axis=(1, 2)) for a, b in pairs))
+
+    capped = tr.train(pretrained.params, stats, eta=1.0, max_move=1e-3, max_steps=1)
+    free = tr.train(pretrained.params, stats, eta=1.0, max_steps=1)
+    assert_allclose(displacement(capped), 1e-3, rtol=1e-9)  # the cap binds at the start
+    assert np.all(displacement(free) > 1e-2)
 
 
 def test_depth_3_cell_matches_the_same_limits():

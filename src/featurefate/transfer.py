@@ -53,6 +53,7 @@ class TrainingOptions:
     max_steps: int = 20_000
     max_time: float | None = None
     check_every: int = 200
+    max_move: float | None = None
 
     def as_kwargs(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class TrainingOptions:
             "max_steps": self.max_steps,
             "max_time": self.max_time,
             "check_every": self.check_every,
+            "max_move": self.max_move,
         }
 
 
@@ -95,6 +97,12 @@ class ProtocolResult:
 def _init_batch(key, n_instances, dim, depth, init_scale, init):
     keys = jax.random.split(key, n_instances)
     return jax.vmap(lambda k: init_params(k, dim, depth, init_scale, init=init))(keys)
+
+
+def _trained(params, stats, reference, options, progress):
+    result = train(params, stats, progress=progress, **options.as_kwargs())
+    w = result.w
+    return ProtocolResult(w=w, error=generalization_error(w, reference), training=result)
 
 
 def _as_batch(name, value, ndim):
@@ -136,11 +144,8 @@ def pretrain(
         ``error`` is the recovery error :math:`|w - \beta_s|^2`.
     """
     beta_s = _as_batch("beta_s", beta_s, 2)
-    k, dim = beta_s.shape
-    params = _init_batch(key, k, dim, depth, init_scale, init)
-    result = train(params, population_statistics(beta_s), progress=progress, **options.as_kwargs())
-    w = result.w
-    return ProtocolResult(w=w, error=generalization_error(w, beta_s), training=result)
+    params = _init_batch(key, *beta_s.shape, depth, init_scale, init)
+    return _trained(params, population_statistics(beta_s), beta_s, options, progress)
 
 
 def scratch(
@@ -167,11 +172,8 @@ def scratch(
         As in :func:`pretrain`.
     """
     X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
-    k, _, dim = X.shape
-    params = _init_batch(key, k, dim, depth, init_scale, init)
-    result = train(params, empirical_statistics(X, y), progress=progress, **options.as_kwargs())
-    w = result.w
-    return ProtocolResult(w=w, error=generalization_error(w, beta_t), training=result)
+    params = _init_batch(key, X.shape[0], X.shape[2], depth, init_scale, init)
+    return _trained(params, empirical_statistics(X, y), beta_t, options, progress)
 
 
 def significant_features(params, *, rcond=1e-3):
@@ -240,6 +242,4 @@ def fine_tune(params, X, y, beta_t, *, options=TrainingOptions(), progress=None)
     """
     X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
     params = tuple(jnp.asarray(p) for p in params)
-    result = train(params, empirical_statistics(X, y), progress=progress, **options.as_kwargs())
-    w = result.w
-    return ProtocolResult(w=w, error=generalization_error(w, beta_t), training=result)
+    return _trained(params, empirical_statistics(X, y), beta_t, options, progress)

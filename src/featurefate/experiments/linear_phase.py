@@ -48,9 +48,16 @@ class LinearPhaseConfig:
     source_norm: float = 1.0
     target_norm: float = 1.0
     training: TrainingOptions = field(default_factory=TrainingOptions)
-    finetune_eta: float = 0.1
-    """Fine-tuning's endpoint error is first order in the step fraction eta (about 0.01 eta at
-    D = 100): it gets a smaller eta than scratch training, whose endpoint does not depend on it."""
+    """Tolerance, step limits and step-size rule; ``eta`` is set per stage by the fields below."""
+    eta_pretrain: float = 0.5
+    eta_scratch: float = 1.0
+    """Scratch training's endpoint does not depend on the step: gradient descent never changes
+    the first layer outside the data's row space, so any stable eta (< 2) reaches X^+ y."""
+    eta_finetune: float = 1.0
+    finetune_max_move: float = 2e-3
+    """Fine-tuning's endpoint moves with the discretisation when n < D (the conserved quantities
+    drift): its steps are capped to move the parameters by at most this much (``max_move`` in
+    :func:`featurefate.training.train`). For n >= D the endpoint is unique and no cap is used."""
 
     def __post_init__(self):
         v.integer("dim", self.dim, low=3)
@@ -62,7 +69,10 @@ class LinearPhaseConfig:
         v.real_array("rcond", self.rcond, low=0.0, high=1.0)
         v.real_array("source_norm", self.source_norm, low=0.0, low_open=True)
         v.real_array("target_norm", self.target_norm, low=0.0, low_open=True)
-        v.real_array("finetune_eta", self.finetune_eta, low=0.0, high=2.0, low_open=True)
+        for name in ("eta_pretrain", "eta_scratch", "eta_finetune"):
+            v.real_array(
+                name, getattr(self, name), low=0.0, high=2.0, low_open=True, high_open=True
+            )
 
 
 def _check_cell(cell):
@@ -127,9 +137,21 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
 
     net = {"depth": config.depth, "init_scale": config.init_scale, "init": config.init}
     opts = config.training
-    pre = pretrain(inst.beta_s, key=key_pre, options=opts, progress=stage("pretrain"), **net)
+    pre = pretrain(
+        inst.beta_s,
+        key=key_pre,
+        options=replace(opts, eta=config.eta_pretrain),
+        progress=stage("pretrain"),
+        **net,
+    )
     sc = scratch(
-        inst.X, inst.y, inst.beta_t, key=key_scratch, options=opts, progress=stage("scratch"), **net
+        inst.X,
+        inst.y,
+        inst.beta_t,
+        key=key_scratch,
+        options=replace(opts, eta=config.eta_scratch),
+        progress=stage("scratch"),
+        **net,
     )
     lt = linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, lam=0.0, rcond=config.rcond)
     lams = np.asarray(config.lam, dtype=float)
@@ -139,7 +161,9 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         inst.X,
         inst.y,
         inst.beta_t,
-        options=replace(opts, eta=config.finetune_eta),
+        options=replace(opts, eta=config.eta_finetune, max_move=config.finetune_max_move)
+        if n < config.dim
+        else replace(opts, eta=config.eta_scratch),
         progress=stage("finetune"),
     )
 
