@@ -92,7 +92,8 @@ def test_pretraining_recovers_beta_s_with_rank_one_aligned_features(problem, dep
     s = tr.feature_singular_values(result.params, k=3)
     assert_allclose(s[:, 0], 1.0, rtol=1e-4)  # |beta_s|^((L-1)/L) with |beta_s| = 1
     assert np.all(s[:, 1] < 1e-3)  # O(init_scale): rank one
-    features, kept = transfer.significant_features(result.params)
+    features, kept, singular_values = transfer.significant_features(result.params)
+    assert_allclose(singular_values[:, :3], s, rtol=1e-10)
     assert np.all(kept == 1)
     direction = features[:, 0] / np.linalg.norm(features[:, 0], axis=1, keepdims=True)
     assert_allclose(np.abs(np.sum(direction * problem.beta_s, axis=1)), 1.0, atol=1e-8)

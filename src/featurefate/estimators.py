@@ -121,6 +121,34 @@ def linear_transfer_fit(X, y, beta_s, *, lam=0.0, depth=2):
     return frozen_feature_fit(X, y, pretrained_features(beta_s, depth=depth), lam=lam)
 
 
+def finetune_components(X, y, beta_s, *, depth=2):
+    r"""The pieces of the fine-tuning endpoints, from one SVD of X.
+
+    Returns the interpolant :math:`X^+ y` (the scratch endpoint), the residual
+    :math:`(I - X^+ X)\beta_s` and the exact variant's factor c
+    (:func:`featurefate.theory.linear.solve_finetune_scale` with
+    :math:`a = |(I - P)\beta_s|^2`, :math:`b = |X^+ y|^2`), so that the endpoints are
+    ``interpolant + residual`` (paper) and ``interpolant + c[..., None] * residual`` (exact).
+
+    Returns
+    -------
+    interpolant, residual : ndarray, shape (..., D)
+    c : ndarray, shape (...)
+    """
+    X, y = _check_data(X, y)
+    beta_s = np.broadcast_to(np.asarray(beta_s, dtype=np.float64), X.shape[:-2] + X.shape[-1:])
+    rhs = np.stack([y, np.einsum("...nd,...d->...n", X, beta_s)], axis=-1)
+    interpolant, projected = np.moveaxis(_pinv_solve(X, rhs), -1, 0)
+    residual = beta_s - projected
+    c = solve_finetune_scale(
+        np.sum(residual**2, axis=-1),
+        np.sum(interpolant**2, axis=-1),
+        source_norm=np.linalg.norm(beta_s, axis=-1),
+        depth=depth,
+    )
+    return interpolant, residual, np.asarray(c)
+
+
 def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
     r"""Endpoint of fine-tuning all layers from the pretrained network, Theorem 3.9.
 
@@ -145,21 +173,9 @@ def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
     -------
     w : ndarray, shape (..., D)
     """
-    X, y = _check_data(X, y)
     variant = v.choice("variant", variant, FINETUNE_VARIANTS)
-    beta_s = np.broadcast_to(np.asarray(beta_s, dtype=np.float64), X.shape[:-2] + X.shape[-1:])
-    rhs = np.stack([y, np.einsum("...nd,...d->...n", X, beta_s)], axis=-1)
-    interpolant, projected = np.moveaxis(_pinv_solve(X, rhs), -1, 0)
-    residual = beta_s - projected
-    if variant == "paper":
-        return interpolant + residual
-    c = solve_finetune_scale(
-        np.sum(residual**2, axis=-1),
-        np.sum(interpolant**2, axis=-1),
-        source_norm=np.linalg.norm(beta_s, axis=-1),
-        depth=depth,
-    )
-    return interpolant + np.asarray(c)[..., None] * residual
+    interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth)
+    return interpolant + (1.0 if variant == "paper" else c[..., None]) * residual
 
 
 def generalization_error(w, beta_t):

@@ -159,6 +159,7 @@ def scratch(
     init="random",
     options=TrainingOptions(),
     progress=None,
+    stats=None,
 ) -> ProtocolResult:
     r"""Train from small initialisation on the target sample (Theorem 3.5: ends at :math:`X^+ y`).
 
@@ -170,10 +171,13 @@ def scratch(
         Target teachers, for the generalization error.
     key, depth, init_scale, init, options, progress :
         As in :func:`pretrain`.
+    stats : featurefate.training.Statistics, optional
+        The sample's statistics, if already computed (they are computed from X and y otherwise).
     """
     X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
     params = _init_batch(key, X.shape[0], X.shape[2], depth, init_scale, init)
-    return _trained(params, empirical_statistics(X, y), beta_t, options, progress)
+    stats = empirical_statistics(X, y) if stats is None else stats
+    return _trained(params, stats, beta_t, options, progress)
 
 
 def significant_features(params, *, rcond=1e-3):
@@ -189,6 +193,9 @@ def significant_features(params, *, rcond=1e-3):
     features : ndarray, shape (K, k, D)
         ``k`` is the largest count kept over the instances; an instance's surplus rows are 0.
     n_kept : ndarray of int, shape (K,)
+    singular_values : ndarray, shape (K, D)
+        All singular values of the hidden features, largest first (Theorem 3.4: one of order
+        :math:`|\beta_s|^{(L-1)/L}`, the rest of order ``init_scale``).
     """
     rcond = float(v.real_array("rcond", rcond, low=0.0, high=1.0))
     phi = np.asarray(jax.vmap(hidden_features)(params))
@@ -198,7 +205,7 @@ def significant_features(params, *, rcond=1e-3):
     # rows beyond an instance's own count are zero: they add nothing to the fit
     width = int(kept.max())
     features = np.where(keep[:, :width, None], s[:, :width, None] * Vt[:, :width], 0.0)
-    return features, kept
+    return features, kept, s
 
 
 def linear_transfer(params, X, y, beta_t, *, lam=0.0, rcond=1e-3) -> ProtocolResult:
@@ -222,24 +229,31 @@ def linear_transfer(params, X, y, beta_t, *, lam=0.0, rcond=1e-3) -> ProtocolRes
     Returns
     -------
     ProtocolResult
-        ``info["n_features"]``: the number of features kept per instance.
+        ``info["n_features"]``: the number of features kept per instance;
+        ``info["singular_values"]``: the feature matrix's singular values, shape (K, D).
     """
     X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
-    features, kept = significant_features(params, rcond=rcond)
+    features, kept, singular_values = significant_features(params, rcond=rcond)
     lams = np.atleast_1d(v.real_array("lam", lam, low=0.0))
     w = np.stack([frozen_feature_fit(X, y, features, lam=value) for value in lams])
     error = generalization_error(w, beta_t[None])
     if np.ndim(lam) == 0:
         w, error = w[0], error[0]
-    return ProtocolResult(w=w, error=error, info={"n_features": kept})
+    info = {"n_features": kept, "singular_values": singular_values}
+    return ProtocolResult(w=w, error=error, info=info)
 
 
-def fine_tune(params, X, y, beta_t, *, options=TrainingOptions(), progress=None) -> ProtocolResult:
+def fine_tune(
+    params, X, y, beta_t, *, options=TrainingOptions(), progress=None, stats=None
+) -> ProtocolResult:
     r"""Train all layers on the target sample from the pretrained weights (Theorem 3.9).
+
+    ``options``, ``progress`` and ``stats`` are as in :func:`scratch`.
 
     Ends, as ``init_scale -> 0``, at :math:`X^+ y + c (I - P)\beta_s` with the c of
     :func:`featurefate.theory.linear.solve_finetune_scale` (not the paper's c = 1).
     """
     X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
     params = tuple(jnp.asarray(p) for p in params)
-    return _trained(params, empirical_statistics(X, y), beta_t, options, progress)
+    stats = empirical_statistics(X, y) if stats is None else stats
+    return _trained(params, stats, beta_t, options, progress)

@@ -22,7 +22,7 @@ from featurefate._jax import jax
 from featurefate.nets.linear import INITS
 from featurefate.tasks import draw_instances
 from featurefate.theory import linear as theory
-from featurefate.training import feature_singular_values
+from featurefate.training import empirical_statistics
 from featurefate.transfer import (
     TrainingOptions,
     fine_tune,
@@ -144,6 +144,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         progress=stage("pretrain"),
         **net,
     )
+    stats = empirical_statistics(inst.X, inst.y)
     sc = scratch(
         inst.X,
         inst.y,
@@ -151,11 +152,13 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         key=key_scratch,
         options=replace(opts, eta=config.eta_scratch),
         progress=stage("scratch"),
+        stats=stats,
         **net,
     )
-    lt = linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, lam=0.0, rcond=config.rcond)
     lams = np.asarray(config.lam, dtype=float)
-    ridge = linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, lam=lams, rcond=config.rcond)
+    refit = linear_transfer(
+        pre.params, inst.X, inst.y, inst.beta_t, lam=[0.0, *lams], rcond=config.rcond
+    )
     ft = fine_tune(
         pre.params,
         inst.X,
@@ -165,21 +168,23 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         if n < config.dim
         else replace(opts, eta=config.eta_scratch),
         progress=stage("finetune"),
+        stats=stats,
     )
 
     # exact endpoints of gradient flow (init_scale -> 0) for the same instances
+    interpolant, residual, c = est.finetune_components(
+        inst.X, inst.y, inst.beta_s, depth=config.depth
+    )
     exact = {
-        "scratch": est.min_norm_fit(inst.X, inst.y),
+        "scratch": interpolant,
         "linear": est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, depth=config.depth),
-        "finetune_paper": est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="paper"),
-        "finetune_exact": est.finetune_fit(
-            inst.X, inst.y, inst.beta_s, variant="exact", depth=config.depth
-        ),
+        "finetune_paper": interpolant + residual,
+        "finetune_exact": interpolant + c[:, None] * residual,
     }
     gap = {
         "pretrain": np.linalg.norm(pre.w - inst.beta_s, axis=1),
         "scratch": np.linalg.norm(sc.w - exact["scratch"], axis=1),
-        "linear": np.linalg.norm(lt.w - exact["linear"], axis=1),
+        "linear": np.linalg.norm(refit.w[0] - exact["linear"], axis=1),
         "finetune_paper": np.linalg.norm(ft.w - exact["finetune_paper"], axis=1),
         "finetune_exact": np.linalg.norm(ft.w - exact["finetune_exact"], axis=1),
     }
@@ -222,12 +227,16 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     inst_dim, ridge_dims = ("instance",), ("lam", "instance")
     data = {
         "error_scratch": (inst_dim, sc.error),
-        "error_linear": (inst_dim, lt.error),
-        "error_ridge": (ridge_dims, ridge.error),
+        "error_linear": (inst_dim, refit.error[0]),
+        "error_ridge": (ridge_dims, refit.error[1:]),
         "error_finetune": (inst_dim, ft.error),
         "error_pretrain": (inst_dim, pre.error),
     }
-    for method, err in (("linear", lt.error), ("ridge", ridge.error), ("finetune", ft.error)):
+    for method, err in (
+        ("linear", refit.error[0]),
+        ("ridge", refit.error[1:]),
+        ("finetune", ft.error),
+    ):
         mean, se = _mean_and_se(sc.error - err)
         dims = ("lam",) if method == "ridge" else ()
         data[f"transferability_{method}"] = (dims, mean)
@@ -245,10 +254,10 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         data[f"excess_loss_{name}"] = (inst_dim, tr.excess_loss)
         data[f"drift_{name}"] = (inst_dim, tr.drift)
         data[f"time_{name}"] = (inst_dim, tr.time)
-    data["n_features_linear"] = (inst_dim, lt.info["n_features"])
+    data["n_features_linear"] = (inst_dim, refit.info["n_features"])
     data["pretrained_singular_values"] = (
         ("instance", "rank"),
-        feature_singular_values(pre.params, k=min(3, config.dim)),
+        refit.info["singular_values"][:, :3],
     )
 
     ds = xr.Dataset(
