@@ -96,6 +96,9 @@ def main():
     parser.add_argument("--instances", type=int, default=20)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.9, 1.5])
     parser.add_argument("--per-step-steps", type=int, default=50)
+    parser.add_argument(
+        "--per-step-only", action="store_true", help="skip the time-to-solution part (d)"
+    )
     args = parser.parse_args()
     dim, k = args.dim, args.instances
     print(f"featurefate deep linear benchmark: D = {dim}, L = 2, {k} instances, float64")
@@ -138,6 +141,8 @@ def main():
         )
     print()
 
+    if args.per_step_only:
+        return
     print("(a, d) time to solution per cell, against the exact gradient-flow endpoints")
     print(
         f"{'alpha':>5} {'stage':>9} {'engine steps':>12} {'engine s':>8} {'gap':>8} | "

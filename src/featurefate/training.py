@@ -172,6 +172,25 @@ def curvature_bound(norms2, grad_w_norm, lam_max):
     return 2.0 * lam_max * gauss_newton + grad_w_norm * residual
 
 
+def _forward(params):
+    """Upstream rows of every layer and the end-to-end vector: one pass over the weights."""
+    depth = len(params)
+    ups = [None] * depth
+    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
+    row = params[-1][0]
+    for i in range(depth - 2, -1, -1):
+        ups[i] = row
+        row = row @ params[i]
+    return tuple(ups), row
+
+
+def _downstream(params, grad_w):
+    downs = [grad_w]
+    for i in range(1, len(params)):
+        downs.append(params[i - 1] @ downs[-1])
+    return downs
+
+
 def layer_gradients(params, grad_w):
     r"""Exact gradients of :math:`\mathcal L(w)` in every layer, as rank-one factors.
 
@@ -183,36 +202,27 @@ def layer_gradients(params, grad_w):
     matrix-vector product per layer each way: O(L D^2), and the (D, D) gradients are never
     materialised (the update fuses them).
     """
-    depth = len(params)
-    ups = [None] * depth
-    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
-    row = params[-1][0]
-    for i in range(depth - 2, -1, -1):
-        ups[i] = row
-        row = row @ params[i]
-    w = row
-    downs = [grad_w]
-    for i in range(1, depth):
-        downs.append(params[i - 1] @ downs[-1])
-    return ups, downs, w
+    ups, w = _forward(params)
+    return ups, _downstream(params, grad_w), w
 
 
-def _one_step(params, norms2, R, b, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move):
+def _one_step(
+    params, norms2, ups, w, R, b, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move
+):
     r"""One gradient-descent step of one network; frozen where ``active`` is False.
 
-    The squared layer norms are carried along and updated in closed form,
+    ``ups`` and ``w`` (the forward pass of ``params``) come in with the parameters and the new
+    ones go out with the updated parameters, so that the update of each layer and the forward
+    product through it are one pass over its weights. The squared layer norms are carried along
+    and updated in closed form,
     :math:`\|W - \eta u v^\top\|^2 = \|W\|^2 - 2\eta\, u^\top W v + \eta^2 |u|^2 |v|^2`,
-    so the step size costs no extra pass over the weights.
+    so the step size costs no extra pass either.
     """
     depth = len(params)
-    row = params[-1][0]
-    for i in range(depth - 2, -1, -1):
-        row = row @ params[i]
-    w = row
     Sw = _second_moment(R, w)
     loss = w @ Sw - 2.0 * (b @ w) + c
     grad_w = 2.0 * (Sw - b)
-    ups, downs, _ = layer_gradients(params, grad_w)
+    downs = _downstream(params, grad_w)
     if fixed_lr is None:
         lr = eta / curvature_bound(norms2, jnp.linalg.norm(grad_w), lam_max)
         if max_move is not None:
@@ -232,7 +242,8 @@ def _one_step(params, norms2, R, b, c, lam_max, loss_min, active, *, eta, fixed_
         cross = rows_below[i] @ down
         new_norms2.append(norms2[i] - 2.0 * lr * cross + lr**2 * (up @ up) * (down @ down))
         new_params.append(params[i] - lr * up[:, None] * down[None, :])
-    return tuple(new_params), tuple(new_norms2), lr, loss, active
+    new_ups, new_w = _forward(new_params)
+    return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss, active
 
 
 @partial(jax.jit, static_argnames=("eta", "fixed_lr", "tol", "length", "max_move"))
@@ -253,32 +264,42 @@ def _run_chunk(
 ):
     step = jax.vmap(
         partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move),
-        in_axes=(0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
+        in_axes=(0, 0, 0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
     )
     # exact norms at the start of every chunk; tracked in closed form within it
     norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
+    ups, w = jax.vmap(_forward)(params)
 
     def going(active, steps, time):
         return active & (steps < max_steps) & (time < max_time)
 
     def cond(carry):
-        _, _, active, steps, time, _, count = carry
+        _, _, _, _, active, steps, time, _, count = carry
         return (count < length) & jnp.any(going(active, steps, time))
 
     def body(carry):
-        params, norms2, active, steps, time, loss, count = carry
+        params, norms2, ups, w, active, steps, time, loss, count = carry
         can_go = going(active, steps, time)
-        params, norms2, lr, loss, moved = step(
-            params, norms2, stats.R, stats.b, stats.c, stats.lam_max, stats.loss_min, can_go
+        params, norms2, ups, w, lr, loss, moved = step(
+            params,
+            norms2,
+            ups,
+            w,
+            stats.R,
+            stats.b,
+            stats.c,
+            stats.lam_max,
+            stats.loss_min,
+            can_go,
         )
         converged_now = can_go & ~moved
         active = active & ~converged_now
-        return params, norms2, active, steps + moved, time + lr, loss, count + 1
+        return params, norms2, ups, w, active, steps + moved, time + lr, loss, count + 1
 
     # the chunk ends early once every instance has stopped
     loss0 = jnp.full(active.shape, jnp.inf)
-    carry = (params, norms2, active, steps, time, loss0, 0)
-    params, _, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
+    carry = (params, norms2, ups, w, active, steps, time, loss0, 0)
+    params, _, _, _, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
     return params, active, steps, time, loss
 
 
