@@ -80,6 +80,23 @@ def choice(name: str, value: object, options: Iterable[str]) -> str:
     return str(value)
 
 
+def data(X: object, y: object, *, batched: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Return a data set ``X`` of shape (..., n, D) and labels ``y`` of shape (..., n) as float64.
+
+    With ``batched`` the shapes must be exactly (K, n, D) and (K, n). Both must be finite.
+    """
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if batched and X.ndim != 3:
+        raise ValueError(f"X must have shape (K, n, D), instances first; got {X.shape}")
+    if X.ndim < 2 or y.shape != X.shape[:-1]:
+        raise ValueError(
+            f"X must have shape (..., n, D) and y shape (..., n); got {X.shape} and {y.shape}"
+        )
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite; got NaN or inf")
+    return X, y
+
+
 def scalar_or_array(x: np.ndarray) -> np.ndarray | np.float64:
     """NumPy's convention: 0-d results come back as scalars."""
     return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x

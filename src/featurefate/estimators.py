@@ -14,17 +14,6 @@ from featurefate import _validation as v
 from featurefate.theory.linear import FINETUNE_VARIANTS, solve_finetune_scale
 
 
-def _check_data(X, y):
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if X.ndim < 2 or y.shape != X.shape[:-1]:
-        raise ValueError(
-            f"X must have shape (..., n, D) and y shape (..., n); got {X.shape} and {y.shape}"
-        )
-    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-        raise ValueError("X and y must be finite; got NaN or inf")
-    return X, y
-
-
 def _pinv_solve(X, Y):
     """Apply :math:`X^+` to the columns of Y, shape (..., n, m), from one thin SVD of X."""
     U, s, Vt = np.linalg.svd(X, full_matrices=False)
@@ -50,7 +39,7 @@ def min_norm_fit(X, y):
     -------
     w : ndarray, shape (..., D)
     """
-    X, y = _check_data(X, y)
+    X, y = v.data(X, y)
     return _pinv_solve(X, y[..., None])[..., 0]
 
 
@@ -99,7 +88,7 @@ def frozen_feature_fit(X, y, features, *, lam=0.0):
     -------
     w : ndarray, shape (..., D)
     """
-    X, y = _check_data(X, y)
+    X, y = v.data(X, y)
     features = np.asarray(features, dtype=np.float64)
     lam = float(v.real_array("lam", lam, low=0.0))
     Z = np.einsum("...nd,...kd->...nk", X, features)
@@ -135,7 +124,7 @@ def finetune_components(X, y, beta_s, *, depth=2):
     interpolant, residual : ndarray, shape (..., D)
     c : ndarray, shape (...)
     """
-    X, y = _check_data(X, y)
+    X, y = v.data(X, y)
     beta_s = np.broadcast_to(np.asarray(beta_s, dtype=np.float64), X.shape[:-2] + X.shape[-1:])
     rhs = np.stack([y, np.einsum("...nd,...d->...n", X, beta_s)], axis=-1)
     interpolant, projected = np.moveaxis(_pinv_solve(X, rhs), -1, 0)

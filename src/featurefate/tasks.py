@@ -119,11 +119,7 @@ def sufficient_statistics(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     S : ndarray, shape (..., D, D)
     b : ndarray, shape (..., D)
     """
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if X.ndim < 2 or y.shape != X.shape[:-1]:
-        raise ValueError(
-            f"X must have shape (..., n, D) and y shape (..., n); got {X.shape} and {y.shape}"
-        )
+    X, y = v.data(X, y)
     n = X.shape[-2]
     S = np.einsum("...nd,...ne->...de", X, X) / n
     b = np.einsum("...nd,...n->...d", X, y) / n

@@ -95,9 +95,7 @@ def empirical_statistics(X, y):
     X : array-like, shape (K, n, D)
     y : array-like, shape (K, n)
     """
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if X.ndim != 3 or y.shape != X.shape[:2]:
-        raise ValueError(f"X must be (K, n, D) and y (K, n); got {X.shape} and {y.shape}")
+    X, y = v.data(X, y, batched=True)
     n = X.shape[1]
     R = np.linalg.qr(X / np.sqrt(n), mode="r")
     b = np.einsum("knd,kn->kd", X, y) / n

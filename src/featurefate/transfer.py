@@ -174,7 +174,7 @@ def scratch(
     stats : featurefate.training.Statistics, optional
         The sample's statistics, if already computed (they are computed from X and y otherwise).
     """
-    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
     params = _init_batch(key, X.shape[0], X.shape[2], depth, init_scale, init)
     stats = empirical_statistics(X, y) if stats is None else stats
     return _trained(params, stats, beta_t, options, progress)
@@ -232,7 +232,7 @@ def linear_transfer(params, X, y, beta_t, *, lam=0.0, rcond=1e-3) -> ProtocolRes
         ``info["n_features"]``: the number of features kept per instance;
         ``info["singular_values"]``: the feature matrix's singular values, shape (K, D).
     """
-    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
     features, kept, singular_values = significant_features(params, rcond=rcond)
     lams = np.atleast_1d(v.real_array("lam", lam, low=0.0))
     w = np.stack([frozen_feature_fit(X, y, features, lam=value) for value in lams])
@@ -253,7 +253,7 @@ def fine_tune(
     Ends, as ``init_scale -> 0``, at :math:`X^+ y + c (I - P)\beta_s` with the c of
     :func:`featurefate.theory.linear.solve_finetune_scale` (not the paper's c = 1).
     """
-    X, y, beta_t = _as_batch("X", X, 3), _as_batch("y", y, 2), _as_batch("beta_t", beta_t, 2)
+    (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
     params = tuple(jnp.asarray(p) for p in params)
     stats = empirical_statistics(X, y) if stats is None else stats
     return _trained(params, stats, beta_t, options, progress)
