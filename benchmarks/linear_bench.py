@@ -173,18 +173,14 @@ def main():
                     params,
                     inst.beta_s,
                 )
-                ours = tr.train(init, stage_stats, eta=config.eta_pretrain, tol=1e-10)
+                ours = tr.train(init, stage_stats, **config.stage_options(stage, n).as_kwargs())
                 pre_params = ours.params
             elif stage == "scratch":
                 stage_stats, init, target = stats, params, exact["scratch"]
-                ours = tr.train(init, stage_stats, eta=config.eta_scratch, tol=1e-10)
+                ours = tr.train(init, stage_stats, **config.stage_options(stage, n).as_kwargs())
             else:
                 stage_stats, init, target = stats, pre_params, exact["finetune"]
-                if n < dim:
-                    move = {"eta": config.eta_finetune, "max_move": config.finetune_max_move}
-                else:
-                    move = {"eta": config.eta_scratch}
-                ours = tr.train(init, stage_stats, tol=1e-10, **move)
+                ours = tr.train(init, stage_stats, **config.stage_options(stage, n).as_kwargs())
             t_ours = time.perf_counter() - start
             theirs = tr.train(init, stage_stats, step_size=lr, tol=1e-6, max_steps=max_steps)
             gap_ours = np.max(np.linalg.norm(ours.w - target, axis=1))

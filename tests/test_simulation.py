@@ -301,3 +301,14 @@ def test_simulate_point_bad_input_is_one_line(capsys):
         main([*argv, "--depth", "1"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == ["error: depth must be an integer >= 2; got 1"]
+
+
+def test_stage_options_decide_each_stages_step_rule():
+    config = LinearPhaseConfig(dim=50)
+    assert config.stage_options("pretrain", 25).eta == config.eta_pretrain
+    assert config.stage_options("scratch", 25).max_move is None
+    below = config.stage_options("finetune", 25)
+    assert (below.eta, below.max_move) == (config.eta_finetune, config.finetune_max_move)
+    assert config.stage_options("finetune", 50).max_move is None  # n >= D: unique endpoint
+    with pytest.raises(ValueError, match="stage"):
+        config.stage_options("warmup", 25)

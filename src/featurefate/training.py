@@ -53,7 +53,12 @@ import numpy as np
 
 from featurefate import _validation as v
 from featurefate._jax import jax, jnp
-from featurefate.nets.linear import conserved_quantities, end_to_end, hidden_features
+from featurefate.nets.linear import (
+    conserved_quantities,
+    end_to_end,
+    hidden_features,
+    upstream_rows,
+)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -170,18 +175,6 @@ def curvature_bound(norms2, grad_w_norm, lam_max):
     return 2.0 * lam_max * gauss_newton + grad_w_norm * residual
 
 
-def _forward(params):
-    """Upstream rows of every layer and the end-to-end vector: one pass over the weights."""
-    depth = len(params)
-    ups = [None] * depth
-    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
-    row = params[-1][0]
-    for i in range(depth - 2, -1, -1):
-        ups[i] = row
-        row = row @ params[i]
-    return tuple(ups), row
-
-
 def _downstream(params, grad_w):
     downs = [grad_w]
     for i in range(1, len(params)):
@@ -200,7 +193,7 @@ def layer_gradients(params, grad_w):
     matrix-vector product per layer each way: O(L D^2), and the (D, D) gradients are never
     materialised (the update fuses them).
     """
-    ups, w = _forward(params)
+    ups, w = upstream_rows(params)
     return ups, _downstream(params, grad_w), w
 
 
@@ -240,7 +233,7 @@ def _one_step(
         cross = rows_below[i] @ down
         new_norms2.append(norms2[i] - 2.0 * lr * cross + lr**2 * (up @ up) * (down @ down))
         new_params.append(params[i] - lr * up[:, None] * down[None, :])
-    new_ups, new_w = _forward(new_params)
+    new_ups, new_w = upstream_rows(new_params)
     return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss, active
 
 
@@ -266,7 +259,7 @@ def _run_chunk(
     )
     # exact norms at the start of every chunk; tracked in closed form within it
     norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
-    ups, w = jax.vmap(_forward)(params)
+    ups, w = jax.vmap(upstream_rows)(params)
 
     def going(active, steps, time):
         return active & (steps < max_steps) & (time < max_time)

@@ -59,6 +59,20 @@ class LinearPhaseConfig:
     drift): its steps are capped to move the parameters by at most this much (``max_move`` in
     :func:`featurefate.training.train`). For n >= D the endpoint is unique and no cap is used."""
 
+    def stage_options(self, stage: str, n: int) -> TrainingOptions:
+        """The training options of ``stage`` (``pretrain``, ``scratch`` or ``finetune``) at n samples.
+
+        The step rule of each stage is decided here only: ``eta_pretrain``, ``eta_scratch``, and
+        for fine-tuning ``eta_finetune`` with the ``finetune_max_move`` cap when n < D (else, the
+        endpoint being unique, the scratch rule).
+        """
+        stage = v.choice("stage", stage, TRAINED)
+        if stage == "pretrain":
+            return replace(self.training, eta=self.eta_pretrain)
+        if stage == "finetune" and n < self.dim:
+            return replace(self.training, eta=self.eta_finetune, max_move=self.finetune_max_move)
+        return replace(self.training, eta=self.eta_scratch)
+
     def __post_init__(self):
         v.integer("dim", self.dim, low=3)
         v.integer("depth", self.depth, low=2)
@@ -136,11 +150,10 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         return None if progress is None else (lambda s, m: progress(name, s, m))
 
     net = {"depth": config.depth, "init_scale": config.init_scale, "init": config.init}
-    opts = config.training
     pre = pretrain(
         inst.beta_s,
         key=key_pre,
-        options=replace(opts, eta=config.eta_pretrain),
+        options=config.stage_options("pretrain", n),
         progress=stage("pretrain"),
         **net,
     )
@@ -150,7 +163,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         inst.y,
         inst.beta_t,
         key=key_scratch,
-        options=replace(opts, eta=config.eta_scratch),
+        options=config.stage_options("scratch", n),
         progress=stage("scratch"),
         stats=stats,
         **net,
@@ -164,9 +177,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         inst.X,
         inst.y,
         inst.beta_t,
-        options=replace(opts, eta=config.eta_finetune, max_move=config.finetune_max_move)
-        if n < config.dim
-        else replace(opts, eta=config.eta_scratch),
+        options=config.stage_options("finetune", n),
         progress=stage("finetune"),
         stats=stats,
     )

@@ -73,12 +73,25 @@ def init_params(key, dim, depth, init_scale, *, init="random", dtype=jnp.float64
     return tuple(layers)
 
 
+def upstream_rows(params):
+    r"""The rows :math:`W_L \cdots W_{l+1}` above every layer, and the end-to-end vector.
+
+    One pass over the weights, top down. Returns ``(ups, w)``: ``ups[i]`` is the row above layer
+    ``i`` (0-based; shape ``(1,)`` of ones for the last layer) and ``w`` has shape ``(D,)``.
+    """
+    depth = len(params)
+    ups = [None] * depth
+    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
+    row = params[-1][0]
+    for i in range(depth - 2, -1, -1):
+        ups[i] = row
+        row = row @ params[i]
+    return tuple(ups), row
+
+
 def end_to_end(params):
     r"""End-to-end vector :math:`w = (W_L \cdots W_1)^\top`, shape ``(D,)``, in O(L D^2)."""
-    row = params[-1][0]
-    for layer in reversed(params[:-1]):
-        row = row @ layer
-    return row
+    return upstream_rows(params)[1]
 
 
 def hidden_features(params):
