@@ -236,14 +236,53 @@ def test_no_arguments_prints_help(capsys):
     assert "Usage" in capsys.readouterr().out
 
 
-def test_reproduce_writes_every_figure(tmp_path):
-    result = _invoke("reproduce", "--out", str(tmp_path), *SMALL)
-    expected = {f"{spec.stem}{ext}" for spec in PAPER_FIGURES for ext in (".nc", ".png", ".pdf")}
-    assert {p.name for p in tmp_path.iterdir()} == expected
-    assert set(result.stdout.split()) == {str(tmp_path / name) for name in expected}
-    names = {spec.stem for spec in PAPER_FIGURES}
-    assert {"fig1_phase_linear_sigma0.2", "fig2_phase_ridge_sigma0.2_lam0.1"} <= names
-    assert {"fig3_phase_finetune-paper_sigma0.2", "fig3_phase_finetune-exact_sigma0.2"} <= names
-    assert {"fig6_phase_linear_sigma0", "fig7_phase_finetune-exact_sigma0"} <= names
-    with xr.open_dataset(tmp_path / "fig3_phase_finetune-exact_sigma0.2.nc") as ds:
+TINY_SWEEP = """
+experiment = "linear_phase"
+seed = 1
+[fixed]
+dim = 8
+n_instances = 3
+lam = [0.0, 0.1, 0.5]
+[fixed.training]
+max_steps = 300
+[grid]
+alpha = [0.5, 1.5]
+theta = [0.3927, 0.7854, 1.1781]
+sigma = [0.0, 0.2]
+"""
+
+
+def test_reproduce_runs_the_sweeps_and_writes_every_figure_and_the_report(tmp_path):
+    config = tmp_path / "tiny-linear.toml"
+    config.write_text(TINY_SWEEP)
+    out = tmp_path / "out"
+    args = ["reproduce", "--out", str(out), "--config", str(config), "--workers", "1", *SMALL]
+    result = _invoke(*args)
+    report = out / "report.md"
+    assert result.stdout.split() == [str(report)]
+    theory = {f"{spec.stem}{ext}" for spec in PAPER_FIGURES for ext in (".nc", ".png", ".pdf")}
+    assert {p.name for p in (out / "figures" / "theory").iterdir()} == theory
+    simulated = {p.name for p in (out / "figures").glob("*.png")}
+    assert simulated == {
+        "fig1_linear_sigma0.2.png",
+        "fig2_ridge_sigma0.2.png",
+        "fig3_finetune_sigma0.2.png",
+        "fig6_linear_sigma0.png",
+        "fig7_finetune_sigma0.png",
+        "mechanism_singular_values.png",
+    }
+    with xr.open_dataset(
+        out / "figures" / "theory" / "fig3_phase_finetune-exact_sigma0.2.nc"
+    ) as ds:
         assert ds.attrs["variant"] == "exact"
+    text = report.read_text()
+    for name in simulated:
+        assert f"(figures/{name})" in text
+    assert "α with negative linear transfer" in text and "break-even angle" in text
+    assert "(0.549, 0.911)" in text  # the predicted interval at theta = pi/4, sigma = 0.2
+    assert (out / "data" / "tiny-linear.zarr" / "done").exists()
+
+    # a second run reuses the store: nothing is recomputed, the same report comes out
+    again = _invoke(*args)
+    assert again.stdout.split() == [str(report)]
+    assert report.read_text() == text

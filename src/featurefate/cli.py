@@ -1,4 +1,4 @@
-"""Command-line interface: ``featurefate theory ...`` and ``featurefate reproduce``.
+"""Command-line interface: ``featurefate theory|simulate|sweep|export|figure|reproduce``.
 
 Thin wiring only: each command parses its options and calls the library. Invalid values are left
 to the library, whose ``ValueError`` names the parameter, the value and the valid range;
@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 import featurefate
+from featurefate import _validation as v
 
 try:  # recent typer vendors its own copy of click
     from typer._click.exceptions import UsageError
 except ImportError:  # pragma: no cover - typer built on the click package
     from click.exceptions import UsageError
 from featurefate.experiments.theory_phase import phase_stem, theory_point
-from featurefate.reproduce import PAPER_FIGURES, write_phase_diagram
+
+# Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
+# `featurefate --help` and the theory commands start fast.
+FIGURE_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "mechanism")
 
 app = typer.Typer(
     name="featurefate",
@@ -118,6 +131,8 @@ def phase_diagram_command(
 
     The stem names the configuration, e.g. phase_ridge_sigma0.2_lam0.1. Prints the paths written.
     """
+    from featurefate.reproduce import write_phase_diagram
+
     stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
     paths = write_phase_diagram(
         out,
@@ -316,32 +331,202 @@ def simulate_point_command(
         Console(width=max(Console().width, 110)).print(_simulation_table(summary, info))
 
 
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", help="Local worker processes (default: one per core)."),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="Run the cells on this running Dask scheduler instead of local processes.",
+    ),
+]
+
+
+def _cell_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _rate(task) -> str:
+    speed = task.speed
+    if not speed:
+        return "  -  cells/s"
+    return f"{speed:5.2f} cells/s" if speed >= 0.1 else f"{60 * speed:5.2f} cells/min"
+
+
+def _advance(progress: Progress, tasks: dict, name: str, done: int, total: int) -> None:
+    if name not in tasks:
+        tasks[name] = progress.add_task(name, total=total, rate="")
+    progress.update(tasks[name], completed=done, total=total)
+    progress.update(tasks[name], rate=_rate(progress.tasks[tasks[name]]))
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """A SIGTERM stops a sweep like Ctrl-C: finished cells are kept, nothing else is lost."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. under a test runner)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command("sweep")
+def sweep_command(
+    config: Annotated[Path, typer.Argument(help="Sweep configuration (TOML).", metavar="CONFIG")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Result store (a Zarr directory).", metavar="STORE")
+    ],
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Finish an interrupted sweep of the same config in STORE."),
+    ] = False,
+) -> None:
+    """Run an experiment over the grid of CONFIG into the store --out.
+
+    Each finished cell is written at once. A failing cell is reported with its parameters and
+    the others go on; the exit status is 1 when any cell failed, 130 when interrupted (resume
+    with --resume).
+    """
+    from featurefate import sweep as sweeps
+
+    sweep_config = sweeps.load_config(config)
+    console = Console(stderr=True)
+    tasks: dict = {}
+    with (
+        _sigterm_as_interrupt(),
+        sweeps.executor(workers=workers, scheduler=scheduler) as pool,
+        _cell_progress(console) as progress,
+    ):
+        report = sweeps.run_sweep(
+            sweep_config,
+            out,
+            executor=pool,
+            resume=resume,
+            progress=lambda done, total: _advance(progress, tasks, "cells", done, total),
+        )
+    for failure in report.failed:
+        print(f"error: {failure.describe()}", file=sys.stderr)
+    summary = (
+        f"{out}: {report.completed} cells computed, {report.skipped} already done, "
+        f"{len(report.failed)} failed, of {report.total}, in {report.wall_time:.1f} s"
+    )
+    typer.echo(summary)
+    if report.interrupted:
+        print(f"interrupted: resume with --resume --out {out}", file=sys.stderr)
+        raise SystemExit(130)
+    if report.failed:
+        raise SystemExit(1)
+
+
+@app.command("export")
+def export_command(
+    store: Annotated[Path, typer.Argument(help="Result store of a sweep.", metavar="STORE")],
+    netcdf: Annotated[Path, typer.Option("--netcdf", help="NetCDF file to write.", metavar="FILE")],
+) -> None:
+    """Write a sweep's results to one NetCDF file (cells not done are NaN)."""
+    from featurefate import sweep as sweeps
+
+    typer.echo(sweeps.export_netcdf(store, netcdf))
+
+
+@app.command("figure")
+def figure_command(
+    name: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(FIGURE_NAMES)}.", metavar="NAME")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="Result store of a sweep.", metavar="STORE")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (created if missing).", metavar="DIR")
+    ] = Path("figures"),
+) -> None:
+    """Draw one figure from a sweep's store; prints the files written (PNG and PDF)."""
+    import featurefate.reproduce as paper
+    from featurefate import sweep as sweeps
+
+    v.choice("figure", name, paper.FIGURES)
+    ds = sweeps.open_results(data)
+    paths = paper.make_figure(name, ds, out)
+    if not paths:
+        raise ValueError(f"the store {data} has no data for figure {name} (e.g. no such sigma)")
+    for path in paths:
+        typer.echo(path)
+
+
 @app.command("reproduce")
 def reproduce_command(
     out: Annotated[
         Path, typer.Option("--out", help="Output directory (created if missing).", metavar="DIR")
     ] = Path("results"),
+    scale: Annotated[
+        str,
+        typer.Option(
+            "--scale",
+            metavar="[quick|paper]",
+            help="quick: small D, about a minute; paper: the authors' grids (hours).",
+        ),
+    ] = "quick",
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="Run this sweep config instead of the scale's bundled ones; repeat for several.",
+        ),
+    ] = None,
     num_alpha: NumAlpha = 400,
     num_theta: NumTheta = 300,
 ) -> None:
-    """Draw the paper's figures into --out (for now the theory phase diagrams of Figs. 1-3, 6, 7).
+    """Run the sweeps of --scale, draw every figure and write DIR/report.md.
 
-    Each figure is written as <stem>.nc, .png and .pdf, stems prefixed by the figure (fig1_...).
-    Prints the paths written.
+    Stores go to DIR/data (rerunning resumes them), figures to DIR/figures as PNG and PDF.
+    Prints the report's path.
     """
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        task = progress.add_task("figures", total=len(PAPER_FIGURES))
-        for spec in PAPER_FIGURES:
-            progress.update(task, description=spec.stem)
-            for path in spec.make(out, num_alpha=num_alpha, num_theta=num_theta):
-                typer.echo(path)
-            progress.advance(task)
+    import featurefate.reproduce as paper
+
+    console = Console(stderr=True)
+    tasks: dict = {}
+    with _sigterm_as_interrupt(), _cell_progress(console) as progress:
+        result = paper.reproduce(
+            scale,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            configs=config or None,
+            theory_resolution=(num_alpha, num_theta),
+            progress=lambda name, done, total: _advance(progress, tasks, name, done, total),
+        )
+    for failure in result.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    if result.interrupted:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130)
+    typer.echo(result.report)
+    if result.failures:
+        raise SystemExit(1)
 
 
 def _fail(err: Exception | str, code: int) -> None:

@@ -1,17 +1,57 @@
-"""The paper's figures as a list of specs; ``featurefate reproduce`` makes each one in turn.
+"""Every figure of the paper from one command: sweeps, figures and a report.
 
-A spec knows its file stem and how to make its files (dataset and figure) in a directory. For now
-the list holds the theory phase diagrams of Figs. 1(a), 2, 3(a), 6 and 7; simulation figures
-join it as further spec types with the same ``stem`` / ``caption`` / ``make`` shape.
+:func:`reproduce` runs the bundled sweep configs of a scale (``quick`` or ``paper``) into
+``OUT/data/<config>.zarr`` (resumable: running it again finishes an interrupted run and
+recomputes nothing), draws every figure the data allows (:data:`FIGURES`) plus the
+high-resolution theory phase diagrams (:data:`PAPER_FIGURES`), and writes ``OUT/report.md``,
+which shows each figure with the key numbers measured against predicted.
+
+``featurefate figure NAME --data STORE --out DIR`` draws one entry of :data:`FIGURES` from any
+store of the right experiment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import xarray as xr
+
+from featurefate import _validation as v
 from featurefate.experiments.theory_phase import grid, phase_diagram, phase_stem
+from featurefate.figures.linear import (
+    nearest,
+    plot_finetune,
+    plot_linear_transfer,
+    plot_mechanism,
+    plot_ridge,
+)
 from featurefate.figures.phase import plot_phase_diagram, save_figure
+from featurefate.theory import linear as theory
+
+SCALES = ("quick", "paper")
+
+
+def bundled_config(name: str) -> Path:
+    """Path of a config shipped with featurefate (``configs/<name>.toml``)."""
+    path = Path(str(resources.files("featurefate") / "configs" / f"{name}.toml"))
+    if not path.is_file():
+        raise ValueError(f"no bundled config named {name!r}")
+    return path
+
+
+def scale_configs(scale: str) -> list[Path]:
+    """The bundled configs of a scale: ``<scale>-*.toml``, linear first."""
+    scale = v.choice("scale", scale, SCALES)
+    folder = Path(str(resources.files("featurefate") / "configs"))
+    paths = sorted(folder.glob(f"{scale}-*.toml"))
+    return sorted(paths, key=lambda p: (not p.stem.endswith("-linear"), p.stem))
+
+
+# --------------------------------------------------------------------------- theory maps
 
 
 def write_phase_diagram(
@@ -114,4 +154,466 @@ PAPER_FIGURES: tuple[TheoryPhaseFigure, ...] = (
         variant="exact",
     ),
 )
-"""Every figure ``featurefate reproduce`` makes, in order."""
+"""The theory phase diagrams ``featurefate reproduce`` draws at high resolution."""
+
+
+# --------------------------------------------------------------------------- simulation figures
+
+
+def _theory_map(sim: xr.Dataset, method: str, sigma: float, **kw) -> xr.Dataset:
+    """Theory (D -> infinity) on a fine grid whose thetas include the simulated ones."""
+    alpha_max = float(sim.alpha.max())
+    alpha = np.linspace(alpha_max / 300, alpha_max, 300)
+    theta = np.union1d(np.linspace(0.0, float(sim.theta.max()), 181), sim.theta.values)
+    return phase_diagram(method, sigma, alpha=alpha, theta=theta, **kw)
+
+
+def _noisy_sigma(sim: xr.Dataset, target: float = 0.2) -> float | None:
+    positive = sim.sigma.values[sim.sigma.values > 0]
+    return nearest(positive, target) if positive.size else None
+
+
+def _zero_sigma(sim: xr.Dataset) -> float | None:
+    return 0.0 if np.any(sim.sigma.values == 0) else None
+
+
+def _fig_linear(sim, sigma):
+    return plot_linear_transfer(sim, _theory_map(sim, "linear", sigma), sigma=sigma)
+
+
+def _fig_finetune(sim, sigma):
+    maps = {v_: _theory_map(sim, "finetune", sigma, variant=v_) for v_ in ("paper", "exact")}
+    return plot_finetune(sim, maps, sigma=sigma)
+
+
+def _fig_ridge(sim, sigma):
+    lams = [lam for lam in sim.lam.values if lam > 0]
+    picks = sorted({nearest(lams, 0.1), nearest(lams, 0.5)}) if lams else []
+    maps = {lam: _theory_map(sim, "ridge", sigma, lam=lam) for lam in picks}
+    return plot_ridge(sim, maps, sigma=sigma)
+
+
+def _plot_fig5(ds):
+    from featurefate.figures.discrepancy import plot_fig5
+
+    return plot_fig5(ds)
+
+
+@dataclass(frozen=True)
+class SimulationFigure:
+    """A figure drawn from a sweep store of one experiment family."""
+
+    name: str
+    experiment: str
+    caption: str
+    draw: Callable[[xr.Dataset], list[tuple[str, object]]]
+    """``draw(ds)`` -> ``[(stem, Figure), ...]``; empty when the data cannot make it."""
+
+    def make(self, ds: xr.Dataset, out_dir) -> list[Path]:
+        if ds.attrs.get("experiment") != self.experiment:
+            raise ValueError(
+                f"figure {self.name} needs a {self.experiment} store; "
+                f"got a {ds.attrs.get('experiment', 'unknown')} store"
+            )
+        paths = []
+        for stem, fig in self.draw(ds):
+            paths.extend(save_figure(fig, out_dir, stem))
+        return paths
+
+
+def _at_sigma(stem, pick, plot):
+    def draw(ds):
+        sigma = pick(ds)
+        return [] if sigma is None else [(f"{stem}_sigma{sigma:g}", plot(ds, sigma))]
+
+    return draw
+
+
+FIGURES: dict[str, SimulationFigure] = {
+    spec.name: spec
+    for spec in (
+        SimulationFigure(
+            "fig1",
+            "linear_phase",
+            "Fig. 1: linear transfer, theory against simulation (sigma nearest 0.2).",
+            _at_sigma("fig1_linear", _noisy_sigma, _fig_linear),
+        ),
+        SimulationFigure(
+            "fig2",
+            "linear_phase",
+            "Fig. 2: ridge linear transfer: error against lam and phase diagrams for lam > 0.",
+            _at_sigma("fig2_ridge", _noisy_sigma, _fig_ridge),
+        ),
+        SimulationFigure(
+            "fig3",
+            "linear_phase",
+            "Fig. 3: fine-tuning against the paper's and the corrected theory (sigma nearest 0.2).",
+            _at_sigma("fig3_finetune", _noisy_sigma, _fig_finetune),
+        ),
+        SimulationFigure(
+            "fig6",
+            "linear_phase",
+            "Fig. 6: linear transfer without label noise.",
+            _at_sigma("fig6_linear", _zero_sigma, _fig_linear),
+        ),
+        SimulationFigure(
+            "fig7",
+            "linear_phase",
+            "Fig. 7: fine-tuning without label noise.",
+            _at_sigma("fig7_finetune", _zero_sigma, _fig_finetune),
+        ),
+        SimulationFigure(
+            "fig5",
+            "discrepancy",
+            "Fig. 5: transferability against KL and W1 across the grid, and the Theorem 2.2 "
+            "family (distances grow without bound, linear transfer stays positive).",
+            lambda ds: [("fig5_discrepancy", _plot_fig5(ds))],
+        ),
+        SimulationFigure(
+            "mechanism",
+            "linear_phase",
+            "Theorem 3.4: singular values of the hidden features after pretraining.",
+            lambda ds: [("mechanism_singular_values", plot_mechanism(ds))],
+        ),
+    )
+}
+"""Figures drawn from sweep stores, by name (``featurefate figure NAME``)."""
+
+
+def register_figure(spec: SimulationFigure) -> None:
+    """Add a figure of another experiment family to :data:`FIGURES`."""
+    FIGURES[spec.name] = spec
+
+
+def make_figure(name: str, ds: xr.Dataset, out_dir) -> list[Path]:
+    """Draw figure ``name`` of :data:`FIGURES` from a store's dataset into ``out_dir``."""
+    name = v.choice("figure", name, FIGURES)
+    return FIGURES[name].make(ds, out_dir)
+
+
+# --------------------------------------------------------------------------- key numbers
+
+
+@dataclass
+class KeyNumber:
+    """One line of the report: a quantity, simulated and predicted."""
+
+    quantity: str
+    simulated: str
+    predicted: str
+
+
+def _fmt_interval(values) -> str:
+    values = list(values)
+    if not values:
+        return "none"
+    return f"[{min(values):.2f}, {max(values):.2f}] ({len(values)} grid points)"
+
+
+def _zero_crossing(x: np.ndarray, y: np.ndarray) -> float | None:
+    """First x where y goes from >= 0 to < 0, linearly interpolated."""
+    for i in range(len(x) - 1):
+        if np.isfinite(y[i]) and np.isfinite(y[i + 1]) and y[i] >= 0 > y[i + 1]:
+            return float(x[i] + (x[i + 1] - x[i]) * y[i] / (y[i] - y[i + 1]))
+    return None
+
+
+def linear_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
+    """Measured against predicted for a ``linear_phase`` store (report section)."""
+    out = []
+    sigma = _noisy_sigma(sim)
+    for sig in [s for s in (sigma, _zero_sigma(sim)) if s is not None]:
+        s = sim.sel(sigma=sig)
+        theta = nearest(s.theta, np.pi / 4)
+        cut = s.sel(theta=theta)
+        t, se = cut.transferability_linear.values, cut.transferability_linear_stderr.values
+        alphas = cut.alpha.values
+        negative = alphas[t < -2 * se]
+        regions = theory.negative_transfer_regions(theta, sig)
+        lo, hi, th = (
+            float(regions.alpha_lower),
+            float(regions.alpha_upper),
+            float(regions.alpha_threshold),
+        )
+        below = "empty" if np.isnan(lo) else f"({lo:.3f}, {hi:.3f})"
+        out.append(
+            KeyNumber(
+                f"α with negative linear transfer, θ = {theta / np.pi:.3f}π, σ = {sig:g}",
+                f"below 1: {_fmt_interval(negative[negative < 1])}; above 1: {_fmt_interval(negative[negative > 1])}",
+                f"below 1: {below}; above 1: α > {th:.3f}",
+            )
+        )
+    if sigma is not None:
+        s = sim.sel(sigma=sigma)
+        alpha = nearest(s.alpha, 0.5)
+        row = s.sel(alpha=alpha)
+        angle = _zero_crossing(row.theta.values, row.transferability_finetune.values)
+        paper = float(theory.finetune_break_even_angle(alpha, sigma, variant="paper"))
+        exact = float(theory.finetune_break_even_angle(alpha, sigma, variant="exact"))
+        out.append(
+            KeyNumber(
+                f"fine-tuning break-even angle, α = {alpha:g}, σ = {sigma:g}",
+                "no sign change on the grid" if angle is None else f"{np.degrees(angle):.1f}°",
+                f"paper: {np.degrees(paper):.1f}°; corrected: {np.degrees(exact):.1f}°",
+            )
+        )
+    for method, theory_name in (
+        ("linear", "linear"),
+        ("finetune", "finetune_paper"),
+        ("finetune", "finetune_exact"),
+    ):
+        t = sim[f"transferability_{method}"].values
+        se = sim[f"transferability_{method}_stderr"].values
+        pred = sim[f"theory_transferability_{theory_name}"].values
+        ok = np.isfinite(t) & np.isfinite(pred)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(t - pred) / se
+        within = int(((z <= 3) | (np.abs(t - pred) < 1e-8))[ok].sum())
+        out.append(
+            KeyNumber(
+                f"cells where simulated T({method}) is within 3 s.e. of theory `{theory_name}` at D = {sim.attrs.get('dim')}",
+                f"{within} / {int(ok.sum())}",
+                "all (up to chance: ~0.3% beyond 3 s.e.)",
+            )
+        )
+    sv = sim.pretrained_singular_values
+    s1 = float(sv.isel(rank=0).median())
+    s2 = float(sv.isel(rank=1).median())
+    depth = int(sim.attrs.get("depth", 2))
+    out.append(
+        KeyNumber(
+            "pretrained features: median s1, s2 (Theorem 3.4)",
+            f"s1 = {s1:.4f}, s2 = {s2:.2e}",
+            f"s1 = |β_s|^((L−1)/L) = 1, s2 = O(init_scale = {sim.attrs.get('init_scale')})"
+            if depth
+            else "",
+        )
+    )
+    for stage in ("pretrain", "scratch", "finetune"):
+        conv = sim[f"converged_{stage}"].values.astype(float)
+        out.append(
+            KeyNumber(
+                f"{stage}: instances converged to tol",
+                f"{int(np.nansum(conv))} / {int(np.isfinite(conv).sum())}",
+                "all; those at the step limit are counted here, not hidden",
+            )
+        )
+    return out
+
+
+def discrepancy_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
+    """Fig. 5 / Theorem 2.2: correlations of distances with transferability, and the family."""
+    from featurefate.experiments.discrepancy import correlations
+    from featurefate.theory.discrepancy import theorem22_family
+
+    corr = correlations(ds)
+    out = []
+    pairs = [
+        ("theory_kl", "transferability_linear"),
+        ("sample_w1", "transferability_linear"),
+        ("sample_w1_subspace", "transferability_linear"),
+        ("theory_kl", "transferability_finetune_exact"),
+        ("sample_w1", "transferability_finetune_exact"),
+    ]
+    for distance, transfer in pairs:
+        if distance not in corr.distance or transfer not in corr.transferability:
+            continue
+        cell = corr.sel(distance=distance, transferability=transfer)
+        out.append(
+            KeyNumber(
+                f"correlation of {distance} with simulated {transfer} over {int(cell.n_cells)} cells",
+                f"Pearson {float(cell.pearson):+.2f}, Spearman {float(cell.spearman):+.2f}",
+                "no law: a distance does not fix the sign of transfer (Theorem 2.2)",
+            )
+        )
+    alpha = float(ds.attrs.get("alpha", 0.5))
+    sigma = float(ds.sigma.min())
+    family = theorem22_family(np.array([1.0, 10.0, 100.0]), alpha, sigma)
+    for i, k in enumerate(family.k):
+        out.append(
+            KeyNumber(
+                f"Theorem 2.2 family β_t = −{k:g} β_s (α = {alpha:g}, σ = {sigma:g})",
+                "closed form",
+                f"KL {float(family.kl[i]):.3g}, W2 {float(family.w2[i]):.3g}, "
+                f"T_linear {float(family.transferability_linear[i]):+.3f} (> 0)",
+            )
+        )
+    return out
+
+
+KEY_NUMBERS: dict[str, Callable[[xr.Dataset], list[KeyNumber]]] = {
+    "linear_phase": linear_key_numbers,
+    "discrepancy": discrepancy_key_numbers,
+}
+"""Per experiment family: the report's measured-against-predicted numbers."""
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class ReportSection:
+    """One sweep's part of the report."""
+
+    title: str
+    store: Path
+    figures: list[tuple[str, list[Path]]] = field(default_factory=list)
+    numbers: list[KeyNumber] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_report(
+    out_dir,
+    sections: list[ReportSection],
+    theory_figures: list[tuple[str, Path]],
+    *,
+    header: str = "",
+) -> Path:
+    """Write ``out_dir/report.md``: each figure, then its key numbers against the theory."""
+    out_dir = Path(out_dir)
+    lines = ["# featurefate: the paper's figures, reproduced", ""]
+    if header:
+        lines += [header, ""]
+    for section in sections:
+        lines += [f"## {section.title}", "", f"Data: `{section.store.relative_to(out_dir)}`", ""]
+        lines += [f"- {note}" for note in section.notes]
+        if section.notes:
+            lines.append("")
+        if section.numbers:
+            lines += ["| quantity | simulated | predicted |", "|---|---|---|"]
+            lines += [f"| {k.quantity} | {k.simulated} | {k.predicted} |" for k in section.numbers]
+            lines.append("")
+        for caption, paths in section.figures:
+            pngs = [p for p in paths if p.suffix == ".png"]
+            lines += [f"### {caption}", ""]
+            lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in pngs]
+            lines.append("")
+    if theory_figures:
+        lines += ["## Theory phase diagrams (D → ∞, high resolution)", ""]
+        for caption, png in theory_figures:
+            lines += [
+                f"### {caption}",
+                "",
+                f"![{png.stem}]({png.relative_to(out_dir).as_posix()})",
+                "",
+            ]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class ReproduceResult:
+    """What :func:`reproduce` made, and the cells that failed (the run still draws the rest)."""
+
+    report: Path
+    paths: list[Path]
+    failures: list[str]
+    interrupted: bool = False
+
+
+def reproduce(
+    scale: str = "quick",
+    out="results",
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    configs=None,
+    theory_resolution: tuple[int, int] = (400, 300),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ReproduceResult:
+    """Run the sweeps of ``scale``, draw every figure and write ``out/report.md``.
+
+    Parameters
+    ----------
+    scale : {"quick", "paper"}
+        Which bundled configs to run (:func:`scale_configs`).
+    out : path
+        Output directory: ``data/<config>.zarr`` stores, ``figures/`` and ``report.md``.
+    workers, scheduler
+        As :func:`featurefate.sweep.executor`.
+    configs : list of path, optional
+        Sweep configs to run instead of the scale's bundled ones (the report names the scale
+        as ``custom``).
+    theory_resolution : (int, int)
+        Grid of the high-resolution theory phase diagrams (alpha, theta).
+    progress : callable, optional
+        ``progress(task, done, total)`` for each sweep (task = config name) and for the figures
+        (task = ``"figures"``).
+
+    Returns
+    -------
+    ReproduceResult
+        An interrupted sweep stops the run (figures are not drawn); rerunning resumes it.
+    """
+    from featurefate import sweep as sweeps
+
+    scale = v.choice("scale", scale, SCALES)
+    if configs is None:
+        files = scale_configs(scale)
+    else:
+        files, scale = [Path(p) for p in configs], "custom"
+    configs = [(path.stem, sweeps.load_config(path)) for path in files]
+    if len({name for name, _ in configs}) != len(configs):
+        raise ValueError("configs must have distinct file names (each names its store)")
+    out = Path(out)
+    figures_dir = out / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    stores, failures, paths = [], [], []
+    with sweeps.executor(workers=workers, scheduler=scheduler) as pool:
+        for name, config in configs:
+            store = out / "data" / f"{name}.zarr"
+
+            def tick(done, total, name=name):
+                if progress is not None:
+                    progress(name, done, total)
+
+            report = sweeps.run_sweep(config, store, executor=pool, resume=True, progress=tick)
+            failures += [f"{name}: {f.describe()}" for f in report.failed]
+            if report.interrupted:
+                return ReproduceResult(out / "report.md", paths, failures, interrupted=True)
+            stores.append((name, config, store))
+
+    sections = []
+    todo = [(s, f) for _, c, s in stores for f in FIGURES.values() if f.experiment == c.experiment]
+    total = len(todo) + len(PAPER_FIGURES)
+    done = 0
+    if progress is not None:
+        progress("figures", 0, total)
+    for name, config, store in stores:
+        ds = sweeps.open_results(store)
+        section = ReportSection(f"{name}: {config.description or config.experiment}", store)
+        missing = int((~ds.done.values).sum())
+        if missing:
+            section.notes.append(f"{missing} cells failed and are missing (NaN) in the figures")
+        for st, spec in todo:
+            if st != store:
+                continue
+            made = spec.make(ds, figures_dir)
+            if made:
+                section.figures.append((spec.caption, made))
+                paths += made
+            done += 1
+            if progress is not None:
+                progress("figures", done, total)
+        numbers = KEY_NUMBERS.get(config.experiment)
+        if numbers is not None:
+            section.numbers = numbers(ds)
+        sections.append(section)
+    theory_figures = []
+    num_alpha, num_theta = theory_resolution
+    for spec in PAPER_FIGURES:
+        made = spec.make(figures_dir / "theory", num_alpha=num_alpha, num_theta=num_theta)
+        paths += made
+        theory_figures.append((spec.caption, next(p for p in made if p.suffix == ".png")))
+        done += 1
+        if progress is not None:
+            progress("figures", done, total)
+    header = (
+        f"Scale: **{scale}**. Regenerate with `featurefate reproduce --scale {scale} --out {out}`."
+    )
+    report = write_report(out, sections, theory_figures, header=header)
+    return ReproduceResult(report, [*paths, report], failures)

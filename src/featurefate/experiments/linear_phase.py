@@ -32,6 +32,8 @@ from featurefate.transfer import (
 )
 
 TRAINED = ("pretrain", "scratch", "finetune")
+CELL_AXES = ("alpha", "theta", "sigma")
+"""The coordinates of one cell; a sweep's grid spans them (``lam`` is computed inside a cell)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,18 @@ class LinearPhaseConfig:
             )
 
 
-def _check_cell(cell):
+def check_cell(config: LinearPhaseConfig, cell: dict) -> tuple[float, float, float]:
+    """Validate one cell's ``alpha``, ``theta`` and ``sigma``; return them as floats."""
+    missing = [axis for axis in CELL_AXES if axis not in cell]
+    if missing:
+        raise ValueError(f"cell is missing {', '.join(missing)}; a cell needs {CELL_AXES}")
     alpha = float(v.real_array("alpha", cell["alpha"], low=0.0, low_open=True))
     theta = float(v.real_array("theta", cell["theta"], low=0.0, high=np.pi))
     sigma = float(v.real_array("sigma", cell["sigma"], low=0.0))
+    if round(alpha * config.dim) < 1:
+        raise ValueError(
+            f"alpha * dim must round to at least 1 sample; got alpha = {alpha:g} at dim = {config.dim}"
+        )
     return alpha, theta, sigma
 
 
@@ -127,10 +137,8 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         ``steps_/converged_/excess_loss_/drift_/time_<stage>`` for the trained stages, and
         ``pretrained_singular_values`` of the hidden features.
     """
-    alpha, theta, sigma = _check_cell(cell)
+    alpha, theta, sigma = check_cell(config, cell)
     n = round(alpha * config.dim)
-    if n < 1:
-        raise ValueError(f"alpha * dim must round to at least 1 sample; got alpha = {alpha:g}")
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     data_seed, init_seed = seq.spawn(2)
     key = jax.random.PRNGKey(int(init_seed.generate_state(1)[0]))

@@ -70,7 +70,7 @@ def _colour_limit(values: np.ndarray) -> float:
 
 
 def plot_phase_diagram(
-    ds, *, variable="theory_transferability", ax=None, title=None, vlim=None
+    ds, *, variable="theory_transferability", ax=None, title=None, vlim=None, contour=True
 ) -> Figure:
     """Heat map of the transferability over (alpha, theta) with its T = 0 contour.
 
@@ -91,6 +91,8 @@ def plot_phase_diagram(
     vlim : float, optional
         Half-width of the colour range; default the most negative finite value, clipped to
         [0.05, 2].
+    contour : bool, default True
+        Draw the T = 0 line (off for noisy simulated maps, whose signs are marked instead).
 
     Returns
     -------
@@ -122,7 +124,7 @@ def plot_phase_diagram(
     # The T = 0 line is drawn only where T changes sign. Points where T is exactly 0 (fine-tuning
     # for alpha >= 1) are left out: that plateau is no sign change.
     contour_data = np.ma.masked_where(np.isnan(clipped) | (clipped == 0.0), clipped)
-    if contour_data.count() and contour_data.min() < 0.0 < contour_data.max():
+    if contour and contour_data.count() and contour_data.min() < 0.0 < contour_data.max():
         ax.contour(alpha, theta, contour_data, levels=[0.0], colors="black", linewidths=1.3)
 
     # Arrows on the colour bar only for values really beyond the range, not rounding.

@@ -1,0 +1,148 @@
+"""The sweep driver: cells out to an executor, finished cells into the store, as they arrive.
+
+Only the driver writes the store. Each cell's seed derives from the root seed and its
+coordinates (:func:`featurefate.sweep.seeding.cell_seed`), so a sweep gives the same numbers on
+any executor and any number of workers. A cell that raises is reported with its parameters and
+error and the others go on; an interrupted sweep keeps every cell finished before the interrupt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from dataclasses import dataclass, field
+
+import xarray as xr
+
+from featurefate import experiments
+from featurefate.sweep.config import SweepConfig
+from featurefate.sweep.executors import single_thread_xla
+from featurefate.sweep.seeding import cell_seed
+from featurefate.sweep.store import ResultStore
+
+
+def run_one(experiment: str, config, cell: dict, root_seed: int) -> xr.Dataset:
+    """Run one cell of ``experiment`` (the task an executor runs; picklable, pure).
+
+    On a worker where JAX has not started yet (a fresh Dask worker), XLA is first limited to one
+    thread, as in the local pool, so that results do not depend on the executor.
+    """
+    single_thread_xla()
+    family = experiments.get(experiment)
+    return family.run_cell(config, dict(cell), cell_seed(root_seed, cell)).load()
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A cell that raised: its coordinates and ``ExceptionType: message``."""
+
+    cell: dict
+    error: str
+
+    def describe(self) -> str:
+        where = ", ".join(f"{k}={val:g}" for k, val in self.cell.items())
+        return f"cell ({where}) failed: {self.error}"
+
+
+@dataclass
+class SweepReport:
+    """What a run of :func:`run_sweep` did."""
+
+    total: int
+    """Cells in the grid."""
+    skipped: int = 0
+    """Cells already done in the store (``resume``)."""
+    completed: int = 0
+    """Cells computed and written by this run."""
+    failed: list[CellFailure] = field(default_factory=list)
+    interrupted: bool = False
+    wall_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    store_path,
+    *,
+    executor: Executor,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    max_in_flight: int | None = None,
+) -> SweepReport:
+    """Run every cell of ``sweep`` that the store at ``store_path`` does not have yet.
+
+    Parameters
+    ----------
+    sweep : SweepConfig
+    store_path : path
+        The Zarr store; created unless ``resume``.
+    executor : concurrent.futures.Executor
+        From :func:`featurefate.sweep.executors.executor` (local processes or Dask).
+    resume : bool
+        Reopen an existing store of the same config and skip its done cells.
+    progress : callable, optional
+        ``progress(finished, pending)``: called with 0 first, then after each cell.
+    max_in_flight : int, optional
+        Submit at most this many cells ahead (default: all at once).
+
+    Returns
+    -------
+    SweepReport
+        On an interrupt (``KeyboardInterrupt``) the cells not started are cancelled, the report
+        says ``interrupted`` and the exception is not re-raised.
+
+    Raises
+    ------
+    featurefate.sweep.store.StoreError
+        A store that exists without ``resume``, or that belongs to another config.
+    """
+    start = time.perf_counter()
+    store = ResultStore.open(store_path, sweep, resume=resume)
+    done = store.done()
+    todo = [
+        (index, cell)
+        for index, cell in zip(sweep.indices(), sweep.cells(), strict=True)
+        if not done[index]
+    ]
+    report = SweepReport(total=len(done.flat), skipped=int(done.sum()))
+    if progress is not None:
+        progress(0, len(todo))
+    limit = len(todo) if max_in_flight is None else max(1, max_in_flight)
+    queue = iter(todo)
+    running = {}
+
+    def submit_next() -> bool:
+        item = next(queue, None)
+        if item is None:
+            return False
+        index, cell = item
+        future = executor.submit(run_one, sweep.experiment, sweep.config, cell, sweep.seed)
+        running[future] = (index, cell)
+        return True
+
+    try:
+        while len(running) < limit and submit_next():
+            pass
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, cell = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    store.write_cell(index, future.result())
+                    report.completed += 1
+                else:
+                    report.failed.append(CellFailure(cell, f"{type(error).__name__}: {error}"))
+                if progress is not None:
+                    progress(report.completed + len(report.failed), len(todo))
+                submit_next()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for future in running:
+            future.cancel()
+    report.wall_time = time.perf_counter() - start
+    return report

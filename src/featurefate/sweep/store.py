@@ -1,0 +1,212 @@
+"""The result store of a sweep: one Zarr group, written by the driver only, one cell at a time.
+
+Layout (DESIGN.md, "Store")::
+
+    STORE/                    a Zarr group; attrs: the sweep config (JSON), version, root seed
+      <axis>                  one coordinate per cell axis (alpha, theta, sigma, ...)
+      done                    bool over the cell axes: the cell's values are complete
+      <variable>              every variable of a cell, with the cell axes prepended
+
+Every array is chunked one cell per chunk, so writing a cell touches only that cell's files. A
+cell's values are written first and its ``done`` flag after them: a sweep killed at any moment
+leaves every other cell intact and the interrupted one marked not done, to be recomputed on
+``--resume``. The data variables are created when the first cell arrives (their shapes come from
+``run_cell``); scalar coordinates of a cell that are not axes (``n``) become variables.
+
+:func:`open_results` reads a store back as an :class:`xarray.Dataset` with the cells that are not
+done masked to NaN; :func:`export_netcdf` writes that dataset to one NetCDF file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+import featurefate
+from featurefate.sweep.config import SweepConfig
+
+_SWEEP_ATTR = "featurefate_sweep"
+_CELL_ATTRS_DROPPED = ("seed",)
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked (exists, belongs to another config, is damaged)."""
+
+
+def _diff(stored: dict, wanted: dict, prefix: str = "") -> str:
+    """The first key at which two config dicts differ, as ``key: store has X, config has Y``."""
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            return _diff(a, b, f"{prefix}{key}.")
+        return f"{prefix}{key}: the store has {json.dumps(a)}, the config has {json.dumps(b)}"
+    return ""
+
+
+def read_sweep_config(path) -> dict:
+    """The sweep configuration (canonical dict) a store was made with.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is not a featurefate store.
+    """
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        return json.loads(group.attrs[_SWEEP_ATTR])
+    except (FileNotFoundError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError):
+        raise StoreError(f"{path} is not a featurefate result store") from None
+
+
+class ResultStore:
+    """A sweep's store, open for writing by the driver. Use :meth:`open`."""
+
+    def __init__(self, path: Path, sweep: SweepConfig):
+        self.path = Path(path)
+        self.sweep = sweep
+        self._group = zarr.open_group(str(self.path), mode="r+")
+
+    @classmethod
+    def open(cls, path, sweep: SweepConfig, *, resume: bool = False) -> ResultStore:
+        """Create the store of ``sweep`` at ``path``, or with ``resume`` reopen it.
+
+        Raises
+        ------
+        StoreError
+            ``path`` exists and ``resume`` is false; or it is a store of a different config;
+            or it exists and is not a featurefate store.
+        """
+        path = Path(path)
+        exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
+        if exists and not resume:
+            raise StoreError(
+                f"{path} already exists; pass --resume to finish that sweep, or choose another --out"
+            )
+        if exists:
+            stored = read_sweep_config(path)
+            wanted = json.loads(sweep.to_json())
+            if stored != wanted:
+                raise StoreError(
+                    f"{path} was written by a different config ({_diff(stored, wanted)}); "
+                    "resume it with its own config, or choose another --out"
+                )
+            if "done" not in zarr.open_group(str(path), mode="r").array_keys():
+                cls._create(path, sweep)  # killed while being created: nothing in it yet
+        else:
+            cls._create(path, sweep)
+        return cls(path, sweep)
+
+    @staticmethod
+    def _create(path: Path, sweep: SweepConfig) -> None:
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        coords = {axis: np.asarray(values) for axis, values in sweep.grid.items()}
+        done = xr.DataArray(np.zeros(sweep.shape, dtype=bool), dims=sweep.axes, coords=coords)
+        ds = xr.Dataset({"done": done})
+        ds.attrs.update(
+            {
+                "featurefate_version": featurefate.__version__,
+                "experiment": sweep.experiment,
+                "root_seed": sweep.seed,
+                "description": sweep.description,
+                "config": json.dumps(sweep.to_dict()["config"]),
+                "seeding": "each cell's seed: featurefate.sweep.cell_seed(root_seed, cell)",
+            }
+        )
+        encoding = {"done": {"chunks": (1,) * len(sweep.axes)}}
+        ds.to_zarr(str(path), mode="w-", consolidated=False, encoding=encoding)
+        # the identity goes last: a store without it is not a store (killed while creating)
+        zarr.open_group(str(path), mode="r+").attrs[_SWEEP_ATTR] = sweep.to_json()
+
+    def done(self) -> np.ndarray:
+        """Boolean array over the grid: which cells are complete."""
+        return np.asarray(self._group["done"][...], dtype=bool)
+
+    def _create_variables(self, cell: xr.Dataset) -> None:
+        axes, shape = self.sweep.axes, self.sweep.shape
+        cell = cell.reset_coords([c for c in cell.coords if c not in cell.dims and c not in axes])
+        variables = {}
+        for name, var in cell.data_vars.items():
+            full_shape = shape + var.shape
+            if var.dtype.kind == "f":
+                values = da.full(
+                    full_shape, np.nan, dtype=var.dtype, chunks=(1,) * len(axes) + var.shape
+                )
+            else:
+                values = da.zeros(full_shape, dtype=var.dtype, chunks=(1,) * len(axes) + var.shape)
+            variables[name] = xr.Variable(axes + var.dims, values, var.attrs)
+        coords = {d: cell[d] for d in cell.dims if d in cell.coords}
+        # xarray replaces the group's attrs on append: keep the store's, add the cell's others
+        attrs = {k: val for k, val in cell.attrs.items() if k not in _CELL_ATTRS_DROPPED}
+        attrs = {
+            k: (val.item() if isinstance(val, np.generic) else val) for k, val in attrs.items()
+        }
+        attrs.update(dict(self._group.attrs))
+        template = xr.Dataset(variables, coords=coords, attrs=attrs)
+        template.to_zarr(str(self.path), mode="a", compute=False, consolidated=False)
+        self._group = zarr.open_group(str(self.path), mode="r+")
+
+    def write_cell(self, index: tuple[int, ...], cell: xr.Dataset) -> None:
+        """Write one finished cell's variables at grid position ``index``, then mark it done."""
+        axes = self.sweep.axes
+        cell = cell.reset_coords([c for c in cell.coords if c not in cell.dims and c not in axes])
+        cell = cell.drop_vars([a for a in axes if a in cell.variables])
+        names = list(cell.data_vars)
+        if not set(names) <= set(self._group.array_keys()):
+            self._create_variables(cell)
+        for name in names:
+            target = self._group[name]
+            values = np.asarray(cell[name].values)
+            if values.shape != target.shape[len(axes) :]:
+                raise StoreError(
+                    f"cell variable {name} has shape {values.shape}, the store expects "
+                    f"{target.shape[len(axes) :]}"
+                )
+            target[index] = values.astype(target.dtype, copy=False)
+        self._group["done"][index] = True
+
+
+def open_results(path) -> xr.Dataset:
+    """Read a store into memory; cells that are not done are NaN.
+
+    The dataset's ``attrs`` hold the sweep config (``featurefate_sweep``), the version and the root
+    seed, plus the attrs of the experiment's cells (``dim``, ``depth``, ...).
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is not a featurefate store.
+    """
+    read_sweep_config(path)
+    ds = xr.open_zarr(str(path), consolidated=False).load()
+    done = ds["done"]
+    if not bool(done.all()):
+        for name in ds.data_vars:
+            if name != "done":
+                ds[name] = ds[name].where(done)
+    return ds
+
+
+def export_netcdf(path, netcdf) -> Path:
+    """Write a store's results (see :func:`open_results`) to one compressed NetCDF file."""
+    ds = open_results(path)
+    netcdf = Path(netcdf)
+    netcdf.parent.mkdir(parents=True, exist_ok=True)
+    for name in ds.variables:
+        ds[name].encoding = {}
+    encoding = {name: {"zlib": True} for name in ds.data_vars if ds[name].dtype.kind in "fiu"}
+    for name in ds.data_vars:
+        if ds[name].dtype == bool:
+            ds[name] = ds[name].astype("i1")
+            ds[name].attrs["dtype"] = "bool"
+    ds.to_netcdf(netcdf, encoding=encoding)
+    return netcdf
