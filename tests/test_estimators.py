@@ -193,3 +193,19 @@ def test_exact_finetune_c_is_one_when_noiseless_and_large():
     paper = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="paper") - interpolant
     c = np.sum(residual * paper, axis=1) / np.sum(paper**2, axis=1)
     assert_allclose(c, 1.0, atol=0.03)  # O(D^-1/2) fluctuations of |X^+ y|^2 and |(I-P)beta_s|^2
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_exact_endpoints_are_each_methods_fit(depth):
+    inst = draw_instances(30, 12, 0.6, 0.3, 4, seed=5)
+    ends = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=depth)
+    assert set(ends) == {"scratch", "linear", "finetune_paper", "finetune_exact"}
+    assert_allclose(ends["scratch"], est.min_norm_fit(inst.X, inst.y), atol=1e-12)
+    assert_allclose(
+        ends["linear"], est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, depth=depth)
+    )
+    for variant in ("paper", "exact"):
+        expected = est.finetune_fit(inst.X, inst.y, inst.beta_s, variant=variant, depth=depth)
+        assert_allclose(ends[f"finetune_{variant}"], expected, atol=1e-12)
+    # sigma > 0 and n < D: the corrected endpoint differs from the paper's
+    assert np.abs(ends["finetune_exact"] - ends["finetune_paper"]).max() > 1e-3

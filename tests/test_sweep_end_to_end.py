@@ -54,14 +54,23 @@ def _run(config_path, store, **executor):
 
 
 @pytest.fixture(scope="module")
-def reference(config_path, tmp_path_factory):
-    return _run(config_path, tmp_path_factory.mktemp("ref") / "s.zarr", workers=1)
+def reference_store(config_path, tmp_path_factory):
+    store = tmp_path_factory.mktemp("ref") / "s.zarr"
+    _run(config_path, store, workers=1)
+    return store
+
+
+@pytest.fixture(scope="module")
+def reference(reference_store):
+    return sweep.open_results(reference_store)
 
 
 def _assert_same_numbers(a: xr.Dataset, b: xr.Dataset):
     assert set(a.data_vars) == set(b.data_vars)
+    assert (a.cell_wall_time > 0).all() and (b.cell_wall_time > 0).all()
     for name in a.data_vars:
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+        if name != "cell_wall_time":  # a measurement of the run, not a result
+            np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 def test_reference_is_complete_and_sensible(reference):
@@ -169,3 +178,37 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(reference, config_path
     result = sweep.open_results(store)
     assert int(result.done.sum()) == 8  # every cell once: one grid position per cell
     _assert_same_numbers(reference, result)
+
+
+def test_cli_figure_and_export_from_a_store(reference_store, tmp_path, capsys):
+    from featurefate.cli import main
+
+    for name in ("fig1", "fig3", "mechanism"):
+        with pytest.raises(SystemExit) as info:
+            main(["figure", name, "--data", str(reference_store), "--out", str(tmp_path)])
+        assert info.value.code == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == [
+        "fig1_linear_sigma0.2.pdf",
+        "fig1_linear_sigma0.2.png",
+        "fig3_finetune_sigma0.2.pdf",
+        "fig3_finetune_sigma0.2.png",
+        "mechanism_singular_values.pdf",
+        "mechanism_singular_values.png",
+    ]
+    with pytest.raises(SystemExit) as info:  # no sigma = 0 in this store
+        main(["figure", "fig6", "--data", str(reference_store), "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "no data for figure fig6" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a figure of another experiment
+        main(["figure", "fig5", "--data", str(reference_store), "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "needs a discrepancy store" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(reference_store), "--netcdf", str(tmp_path / "r.nc")])
+    assert info.value.code == 0
+    with xr.open_dataset(tmp_path / "r.nc") as nc:
+        np.testing.assert_array_equal(
+            nc.error_linear, sweep.open_results(reference_store).error_linear
+        )

@@ -167,6 +167,25 @@ def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
     return interpolant + (1.0 if variant == "paper" else c[..., None]) * residual
 
 
+def exact_endpoints(X, y, beta_s, *, depth=2) -> dict[str, np.ndarray]:
+    r"""Every method's gradient-flow endpoint (``init_scale -> 0``) for the same instances.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (..., D)
+        ``scratch`` (:math:`X^+ y`, Theorem 3.5), ``linear`` (eq. 11), ``finetune_paper``
+        (:math:`X^+ y + (I - P)\beta_s`, eq. 16) and ``finetune_exact``
+        (:math:`X^+ y + c\,(I - P)\beta_s`, SPEC section 2).
+    """
+    interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth)
+    return {
+        "scratch": interpolant,
+        "linear": linear_transfer_fit(X, y, beta_s, depth=depth),
+        "finetune_paper": interpolant + residual,
+        "finetune_exact": interpolant + c[..., None] * residual,
+    }
+
+
 def generalization_error(w, beta_t):
     r"""Generalization error (8) of a linear predictor, label noise excluded: :math:`|w - \beta_t|^2`."""
     diff = np.asarray(w, dtype=np.float64) - np.asarray(beta_t, dtype=np.float64)

@@ -34,6 +34,7 @@ import featurefate
 from featurefate import _validation as v
 from featurefate import distances
 from featurefate import estimators as est
+from featurefate.experiments._stats import mean_and_stderr
 from featurefate.tasks import draw_instances, sample_data
 from featurefate.theory import discrepancy as theory_distance
 from featurefate.theory import linear as theory
@@ -171,11 +172,6 @@ def _subspace_joint(X, y, basis):
     return np.concatenate([np.einsum("knd,kdj->knj", X, basis), y[..., None]], axis=-1)
 
 
-def _mean_and_se(values):
-    values = np.asarray(values)
-    return values.mean(axis=-1), values.std(axis=-1, ddof=1) / np.sqrt(values.shape[-1])
-
-
 def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
     r"""Distances between the source and target joints, and transferability, for one cell.
 
@@ -228,15 +224,7 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
             distances.gaussian_kl(a, b) for a, b in zip(source, target, strict=True)
         ]
 
-    interpolant, residual, c = est.finetune_components(
-        inst.X, inst.y, inst.beta_s, depth=config.depth
-    )
-    endpoints = {
-        "scratch": interpolant,
-        "linear": est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, depth=config.depth),
-        "finetune_paper": interpolant + residual,
-        "finetune_exact": interpolant + c[:, None] * residual,
-    }
+    endpoints = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth)
     errors = {m: est.generalization_error(w, inst.beta_t) for m, w in endpoints.items()}
 
     alpha = n / dim
@@ -260,7 +248,7 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
     for method in _METHODS:
         data[f"error_{method}"] = (inst_dim, errors[method])
     for method in _METHODS[1:]:
-        mean, se = _mean_and_se(errors["scratch"] - errors[method])
+        mean, se = mean_and_stderr(errors["scratch"] - errors[method])
         data[f"transferability_{method}"] = ((), mean)
         data[f"transferability_{method}_stderr"] = ((), se)
         data[f"theory_transferability_{method}"] = ((), theory_t[method])

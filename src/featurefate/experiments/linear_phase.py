@@ -19,6 +19,7 @@ import featurefate
 from featurefate import _validation as v
 from featurefate import estimators as est
 from featurefate._jax import jax
+from featurefate.experiments._stats import mean_and_stderr
 from featurefate.nets.linear import INITS
 from featurefate.tasks import draw_instances
 from featurefate.theory import linear as theory
@@ -106,11 +107,6 @@ def check_cell(config: LinearPhaseConfig, cell: dict) -> tuple[float, float, flo
     return alpha, theta, sigma
 
 
-def _mean_and_se(values, axis=-1):
-    values = np.asarray(values)
-    return values.mean(axis=axis), values.std(axis=axis, ddof=1) / np.sqrt(values.shape[axis])
-
-
 def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> xr.Dataset:
     r"""Simulate one cell over ``config.n_instances`` instances; every method, with theory.
 
@@ -191,15 +187,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     )
 
     # exact endpoints of gradient flow (init_scale -> 0) for the same instances
-    interpolant, residual, c = est.finetune_components(
-        inst.X, inst.y, inst.beta_s, depth=config.depth
-    )
-    exact = {
-        "scratch": interpolant,
-        "linear": est.linear_transfer_fit(inst.X, inst.y, inst.beta_s, depth=config.depth),
-        "finetune_paper": interpolant + residual,
-        "finetune_exact": interpolant + c[:, None] * residual,
-    }
+    exact = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth)
     gap = {
         "pretrain": np.linalg.norm(pre.w - inst.beta_s, axis=1),
         "scratch": np.linalg.norm(sc.w - exact["scratch"], axis=1),
@@ -256,7 +244,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         ("ridge", refit.error[1:]),
         ("finetune", ft.error),
     ):
-        mean, se = _mean_and_se(sc.error - err)
+        mean, se = mean_and_stderr(sc.error - err)
         dims = ("lam",) if method == "ridge" else ()
         data[f"transferability_{method}"] = (dims, mean)
         data[f"transferability_{method}_stderr"] = (dims, se)
@@ -318,7 +306,7 @@ def summarize(ds: xr.Dataset) -> list[dict]:
     rows = []
 
     def row(method, err, theory_err, t, t_se, theory_t, converged=None, steps=None, gap=None):
-        mean, se = _mean_and_se(err)
+        mean, se = mean_and_stderr(err)
         item = {
             "method": method,
             "mean_error": float(mean),

@@ -21,6 +21,9 @@ from featurefate.sweep.executors import single_thread_xla
 from featurefate.sweep.seeding import cell_seed
 from featurefate.sweep.store import ResultStore
 
+WALL_TIME = "cell_wall_time"
+WALL_TIME_NOTE = "seconds the worker spent in run_cell (a measurement, not a result)"
+
 
 def run_one(experiment: str, config, cell: dict, root_seed: int) -> xr.Dataset:
     """Run one cell of ``experiment`` (the task an executor runs; picklable, pure).
@@ -30,7 +33,10 @@ def run_one(experiment: str, config, cell: dict, root_seed: int) -> xr.Dataset:
     """
     single_thread_xla()
     family = experiments.get(experiment)
-    return family.run_cell(config, dict(cell), cell_seed(root_seed, cell)).load()
+    start = time.perf_counter()
+    ds = family.run_cell(config, dict(cell), cell_seed(root_seed, cell)).load()
+    ds[WALL_TIME] = ((), time.perf_counter() - start, {"units": "s", "long_name": WALL_TIME_NOTE})
+    return ds
 
 
 @dataclass(frozen=True)
