@@ -193,6 +193,12 @@ def _fig_ridge(sim, sigma):
     return plot_ridge(sim, maps, sigma=sigma)
 
 
+def _plot_fig4(ds):
+    from featurefate.figures.relu import plot_relu_figure
+
+    return plot_relu_figure(ds)
+
+
 def _plot_fig5(ds):
     from featurefate.figures.discrepancy import plot_fig5
 
@@ -261,6 +267,13 @@ FIGURES: dict[str, SimulationFigure] = {
             "linear_phase",
             "Fig. 7: fine-tuning without label noise.",
             _at_sigma("fig7_finetune", _zero_sigma, _fig_finetune),
+        ),
+        SimulationFigure(
+            "fig4",
+            "relu_phase",
+            "Fig. 4: two-layer ReLU teacher-student: kernels, the scratch learning curve, the "
+            "residual |P⊥f_t|² against ρ, and the sign of transfer with the predicted boundary.",
+            lambda ds: [("fig4_relu", _plot_fig4(ds))],
         ),
         SimulationFigure(
             "fig5",
@@ -441,9 +454,53 @@ def discrepancy_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
     return out
 
 
+def relu_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
+    """Fig. 4: the learning-curve exponent, the residual per rho and the phase boundary."""
+    from featurefate.figures.relu import residual_by_rho, scratch_power_law
+    from featurefate.theory.relu import predicted_boundary
+
+    out = []
+    fit = scratch_power_law(ds)
+    if fit is not None:
+        lo, hi = fit.exponent_interval
+        out.append(
+            KeyNumber(
+                "scratch learning curve A n^-ν: exponent ν (95% interval)",
+                f"ν = {fit.exponent:.2f} [{lo:.2f}, {hi:.2f}], A = {fit.amplitude:.3g}",
+                "the paper reports ν ≈ 1.18",
+            )
+        )
+    residual, _ = residual_by_rho(ds)
+    t = ds.transferability_linear.transpose("rho", "n")
+    se = ds.transferability_linear_stderr.transpose("rho", "n")
+    n = ds.n.values
+    for rho in ds.rho.values:
+        r = float(residual.sel(rho=rho))
+        row_t, row_se = t.sel(rho=rho).values, se.sel(rho=rho).values
+        negative = n[row_t < -2 * row_se]
+        listed = ", ".join(f"{x:g}" for x in negative)
+        measured = f"T < 0 (2 s.e.) at n = {listed}" if negative.size else "no T < 0 on the grid"
+        if fit is not None and r > 0:
+            n_star = float(predicted_boundary(fit.amplitude, fit.exponent, r))
+            predicted = f"|P⊥f_t|² = {r:.2e}: T < 0 beyond n* = {n_star:.0f}"
+        else:
+            predicted = f"|P⊥f_t|² = {r:.2e}"
+        out.append(KeyNumber(f"linear transfer at ρ = {rho:g}", measured, predicted))
+    if "kernel_alignment" in ds:
+        out.append(
+            KeyNumber(
+                "kernel alignment of the pretrained model with the source",
+                f"{float(ds.kernel_alignment.mean()):.3f} (mean)",
+                "1 when the features are learned (feature learning, not lazy)",
+            )
+        )
+    return out
+
+
 KEY_NUMBERS: dict[str, Callable[[xr.Dataset], list[KeyNumber]]] = {
     "linear_phase": linear_key_numbers,
     "discrepancy": discrepancy_key_numbers,
+    "relu_phase": relu_key_numbers,
 }
 """Per experiment family: the report's measured-against-predicted numbers."""
 

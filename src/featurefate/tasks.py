@@ -183,3 +183,175 @@ def draw_instances(
     )
     X, y = sample_data(beta_t, n, sigma, seed=rng)
     return LinearInstances(beta_s=beta_s, beta_t=beta_t, X=X, y=y, sigma=float(sigma))
+
+
+# --------------------------------------------------------------------------------------------
+# ReLU teachers (Section 4, eqs. 19-20; SPEC section 5)
+
+SOURCE_NORMALISATIONS = ("k", "remaining")
+"""How the source teacher is scaled after removing neurons: ``"k"`` keeps the target's 1/k
+(the source is the target with the removed terms dropped, so f_t = f_s + removed part);
+``"remaining"`` divides by the number of neurons left instead."""
+
+
+def sphere(shape, dim: int, *, seed: SeedLike = None) -> np.ndarray:
+    """Points uniform on the unit sphere :math:`S^{d-1}`, shape ``(*shape, dim)``.
+
+    Normalised Gaussian vectors; every row has norm 1 to rounding.
+    """
+    dim = v.integer("dim", dim, low=1)
+    g = _rng(seed).standard_normal((*tuple(shape), dim))
+    return g / np.linalg.norm(g, axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ReluTeachers:
+    r"""Target and source ReLU teachers sharing their hidden rows, one per instance.
+
+    The target is :math:`f_t(x) = \frac1k \sum_j a_j\, \mathrm{relu}(u_j \cdot x)`; the source
+    keeps the same rows with the output weights of the removed neurons set to 0 (and, with
+    ``source_normalisation="remaining"``, the others rescaled by ``k / k_s``), eqs. (19)-(20).
+
+    Attributes
+    ----------
+    W : ndarray, shape (K, k, d)
+        Teacher rows :math:`u_j`, on the unit sphere.
+    c_target : ndarray, shape (K, k)
+        Target output weights :math:`a_j`.
+    c_source : ndarray, shape (K, k)
+        Source output weights (0 for removed neurons).
+    removed : ndarray of bool, shape (K, k)
+        The removed neurons.
+    rho : float
+        Fraction removed (``removed.sum(-1) = round(rho * k)``).
+    """
+
+    W: np.ndarray
+    c_target: np.ndarray
+    c_source: np.ndarray
+    removed: np.ndarray
+    rho: float
+
+    @property
+    def dim(self) -> int:
+        return self.W.shape[-1]
+
+    @property
+    def width(self) -> int:
+        return self.W.shape[-2]
+
+
+def relu_teachers(
+    dim: int,
+    width: int,
+    rho: float,
+    *,
+    output_weight: float = 1.0,
+    source_normalisation: str = "k",
+    n_instances: int | None = None,
+    seed: SeedLike = None,
+) -> ReluTeachers:
+    r"""Draw a target ReLU teacher of ``width`` neurons and its source with a fraction removed.
+
+    The rows :math:`u_j` are uniform on :math:`S^{d-1}`, the output weights all equal
+    ``output_weight``, and a uniformly random subset of ``round(rho * width)`` neurons is
+    removed from the source (eqs. 19-20).
+
+    Parameters
+    ----------
+    dim : int
+        Input dimension d >= 1.
+    width : int
+        Number of teacher neurons k >= 1.
+    rho : float
+        Fraction removed, in [0, 1].
+    output_weight : float, default 1.0
+        Every :math:`a_j`.
+    source_normalisation : {"k", "remaining"}, default "k"
+        See :data:`SOURCE_NORMALISATIONS`. ``"remaining"`` needs at least one neuron left.
+    n_instances : int, optional
+        Number of independent teachers K; without it the leading axis has length 1 and is kept.
+    seed : int, SeedSequence or Generator, optional
+
+    Returns
+    -------
+    ReluTeachers
+    """
+    dim = v.integer("dim", dim, low=1)
+    width = v.integer("width", width, low=1)
+    rho = float(v.real_array("rho", rho, low=0.0, high=1.0))
+    output_weight = float(v.real_array("output_weight", output_weight))
+    source_normalisation = v.choice(
+        "source_normalisation", source_normalisation, SOURCE_NORMALISATIONS
+    )
+    count = v.integer("n_instances", n_instances, low=1, allow_none=True) or 1
+    n_removed = round(rho * width)
+    if source_normalisation == "remaining" and n_removed == width:
+        raise ValueError(
+            f"rho must leave at least one source neuron with source_normalisation='remaining'; "
+            f"got rho = {rho:g} with width = {width}"
+        )
+    rng = _rng(seed)
+    W = sphere((count, width), dim, seed=rng)
+    order = np.argsort(rng.random((count, width)), axis=1)
+    removed = np.zeros((count, width), dtype=bool)
+    np.put_along_axis(removed, order[:, :n_removed], True, axis=1)
+    c_target = np.full((count, width), output_weight)
+    scale = width / (width - n_removed) if source_normalisation == "remaining" else 1.0
+    c_source = np.where(removed, 0.0, c_target * scale)
+    return ReluTeachers(W=W, c_target=c_target, c_source=c_source, removed=removed, rho=rho)
+
+
+def relu_network_output(X, W, c) -> np.ndarray:
+    r""":math:`f(x) = \frac1m \sum_i c_i\, \mathrm{relu}(w_i \cdot x)` at the rows of ``X``.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n, d)
+    W : array-like, shape (..., m, d)
+    c : array-like, shape (..., m)
+
+    Returns
+    -------
+    ndarray, shape (..., n)
+    """
+    X, W, c = (np.asarray(a, dtype=np.float64) for a in (X, W, c))
+    features = np.maximum(X @ np.swapaxes(W, -1, -2), 0.0)
+    return np.einsum("...nm,...m->...n", features, c) / W.shape[-2]
+
+
+def sample_relu_data(
+    W, c, n: int, *, sigma: float = 0.0, seed: SeedLike = None
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw ``n`` samples :math:`x \sim N(0, I_d)`, :math:`y = f(x) + \epsilon` per teacher.
+
+    :math:`f(x) = \frac1k \sum_j c_j\, \mathrm{relu}(w_j \cdot x)`,
+    :math:`\epsilon \sim N(0, \sigma^2)` (the paper's ReLU experiments are noiseless).
+
+    Parameters
+    ----------
+    W : array-like, shape (..., k, d)
+    c : array-like, shape (..., k)
+    n : int
+        Samples per teacher, >= 1.
+    sigma : float, default 0
+    seed : int, SeedSequence or Generator, optional
+
+    Returns
+    -------
+    X : ndarray, shape (..., n, d)
+    y : ndarray, shape (..., n)
+    """
+    W, c = np.asarray(W, dtype=np.float64), np.asarray(c, dtype=np.float64)
+    if W.ndim < 2 or c.shape != W.shape[:-1]:
+        raise ValueError(
+            f"W must have shape (..., k, d) and c shape (..., k); got {W.shape} and {c.shape}"
+        )
+    n = v.integer("n", n, low=1)
+    sigma = float(v.real_array("sigma", sigma, low=0.0))
+    rng = _rng(seed)
+    X = rng.standard_normal((*W.shape[:-2], n, W.shape[-1]))
+    y = relu_network_output(X, W, c)
+    if sigma > 0.0:
+        y = y + sigma * rng.standard_normal(y.shape)
+    return X, y
