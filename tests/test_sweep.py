@@ -339,3 +339,34 @@ def test_bundled_config_lookup():
     assert isinstance(bundled_config("paper-linear"), Path)
     with pytest.raises(ValueError, match="no bundled config"):
         bundled_config("nope")
+
+
+def test_the_read_cache_follows_the_store(tmp_path, fake_runner, monkeypatch):
+    cfg = sweep.load_config(_config(tmp_path))
+    store = tmp_path / "s.zarr"
+    with ThreadPoolExecutor(2) as pool:
+        sweep.run_sweep(cfg, store, executor=pool)
+    first = sweep.open_results(store)  # builds the cache
+    assert (store / "merged").is_dir()
+    cached = sweep.open_results(store)
+    xr.testing.assert_identical(first, cached)
+    assert int(cached.done.sum()) == 11
+
+    # the failed cell succeeds on resume: the cache must not serve the old mask
+    def fixed(experiment, config, cell, root_seed):
+        return _fake_cell(experiment, config, {**cell, "alpha": 1.4}, root_seed).assign_coords(
+            alpha=cell["alpha"]
+        )
+
+    monkeypatch.setattr(runner, "run_one", fixed)
+    with ThreadPoolExecutor(1) as pool:
+        report = sweep.run_sweep(cfg, store, executor=pool, resume=True)
+    assert report.completed == 1
+    after = sweep.open_results(store)
+    assert bool(after.done.all())
+    assert after.steps_scratch.dtype.kind == "i"  # complete: nothing masked, dtypes kept
+    assert np.isfinite(after.error_scratch).all()
+    was_done = first.done.values
+    np.testing.assert_array_equal(
+        after.error_ridge.values[was_done], first.error_ridge.values[was_done]
+    )

@@ -13,6 +13,7 @@ store of the right experiment.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -562,6 +563,18 @@ def write_report(
 # --------------------------------------------------------------------------- the whole run
 
 
+def _draw_store_figure(name: str, store, out_dir) -> list[Path]:
+    """Task: draw figure ``name`` from a store (runs in a worker process)."""
+    from featurefate.sweep import open_results
+
+    return make_figure(name, open_results(store), out_dir)
+
+
+def _draw_theory_figure(index: int, out_dir, num_alpha: int, num_theta: int) -> list[Path]:
+    """Task: draw theory phase diagram ``PAPER_FIGURES[index]`` (runs in a worker process)."""
+    return PAPER_FIGURES[index].make(out_dir, num_alpha=num_alpha, num_theta=num_theta)
+
+
 @dataclass
 class ReproduceResult:
     """What :func:`reproduce` made, and the cells that failed (the run still draws the rest)."""
@@ -634,43 +647,65 @@ def reproduce(
                 return ReproduceResult(out / "report.md", paths, failures, interrupted=True)
             stores.append((name, config, store))
 
-    sections = []
-    todo = [(s, f) for _, c, s in stores for f in FIGURES.values() if f.experiment == c.experiment]
-    total = len(todo) + len(PAPER_FIGURES)
-    done = 0
+    # every figure in its own task, on local processes (files are written here, also when the
+    # cells ran on a cluster)
+    jobs = [
+        (name, spec.name)
+        for name, config, _ in stores
+        for spec in FIGURES.values()
+        if spec.experiment == config.experiment
+    ]
+    num_alpha, num_theta = theory_resolution
+    made: dict = {}
+    total = len(jobs) + len(PAPER_FIGURES)
     if progress is not None:
         progress("figures", 0, total)
+    store_of = {name: store for name, _, store in stores}
+    results = {name: sweeps.open_results(store) for name, _, store in stores}  # warms the cache
+    with sweeps.executor(workers=workers if scheduler is None else None) as pool:
+        futures = {
+            pool.submit(_draw_store_figure, fig, store_of[name], figures_dir): (name, fig)
+            for name, fig in jobs
+        }
+        futures |= {
+            pool.submit(_draw_theory_figure, i, figures_dir / "theory", num_alpha, num_theta): (
+                "theory",
+                i,
+            )
+            for i in range(len(PAPER_FIGURES))
+        }
+        for count, future in enumerate(as_completed(futures), start=1):
+            made[futures[future]] = future.result()
+            if progress is not None:
+                progress("figures", count, total)
+
+    sections = []
     for name, config, store in stores:
-        ds = sweeps.open_results(store)
+        ds = results[name]
         section = ReportSection(f"{name}: {config.description or config.experiment}", store)
         missing = int((~ds.done.values).sum())
         if missing:
             section.notes.append(f"{missing} cells failed and are missing (NaN) in the figures")
-        for st, spec in todo:
-            if st != store:
-                continue
-            made = spec.make(ds, figures_dir)
-            if made:
-                section.figures.append((spec.caption, made))
-                paths += made
-            done += 1
-            if progress is not None:
-                progress("figures", done, total)
+        for job in jobs:
+            if job[0] == name and made[job]:
+                section.figures.append((FIGURES[job[1]].caption, made[job]))
+                paths += made[job]
         numbers = KEY_NUMBERS.get(config.experiment)
         if numbers is not None:
             section.numbers = numbers(ds)
         sections.append(section)
     theory_figures = []
-    num_alpha, num_theta = theory_resolution
-    for spec in PAPER_FIGURES:
-        made = spec.make(figures_dir / "theory", num_alpha=num_alpha, num_theta=num_theta)
-        paths += made
-        theory_figures.append((spec.caption, next(p for p in made if p.suffix == ".png")))
-        done += 1
-        if progress is not None:
-            progress("figures", done, total)
+    for i, spec in enumerate(PAPER_FIGURES):
+        files = made[("theory", i)]
+        paths += files
+        theory_figures.append((spec.caption, next(p for p in files if p.suffix == ".png")))
+    if scale == "custom":
+        again = "`featurefate reproduce --config ...` with the same configs"
+    else:
+        again = f"`featurefate reproduce --scale {scale} --out {out}`"
     header = (
-        f"Scale: **{scale}**. Regenerate with `featurefate reproduce --scale {scale} --out {out}`."
+        f"Scale: **{scale}** ({', '.join(name for name, _, _ in stores)}). Regenerate with "
+        f"{again}; a rerun reuses the finished cells in `data/`."
     )
     report = write_report(out, sections, theory_figures, header=header)
     return ReproduceResult(report, [*paths, report], failures)

@@ -19,7 +19,10 @@ done masked to NaN; :func:`export_netcdf` writes that dataset to one NetCDF file
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -74,6 +77,7 @@ class ResultStore:
         self.path = Path(path)
         self.sweep = sweep
         self._group = zarr.open_group(str(self.path), mode="r+")
+        self._arrays: dict = {}  # open array handles: metadata is read once, not per cell
 
     @classmethod
     def open(cls, path, sweep: SweepConfig, *, resume: bool = False) -> ResultStore:
@@ -122,8 +126,8 @@ class ResultStore:
                 "seeding": "each cell's seed: featurefate.sweep.cell_seed(root_seed, cell)",
             }
         )
-        encoding = {"done": {"chunks": (1,) * len(sweep.axes)}}
-        ds.to_zarr(str(path), mode="w-", consolidated=False, encoding=encoding)
+        encoding = {"done": {"chunks": (1,) * len(sweep.axes), "compressors": None}}
+        ds.to_zarr(str(path), mode="w-", consolidated=False, encoding=encoding, zarr_format=2)
         # the identity goes last: a store without it is not a store (killed while creating)
         zarr.open_group(str(path), mode="r+").attrs[_SWEEP_ATTR] = sweep.to_json()
 
@@ -152,7 +156,11 @@ class ResultStore:
         }
         attrs.update(dict(self._group.attrs))
         template = xr.Dataset(variables, coords=coords, attrs=attrs)
-        template.to_zarr(str(self.path), mode="a", compute=False, consolidated=False)
+        # a chunk is one cell's few numbers: compressing them costs time and saves nothing
+        encoding = {name: {"compressors": None} for name in variables}
+        template.to_zarr(
+            str(self.path), mode="a", compute=False, consolidated=False, encoding=encoding
+        )
         self._group = zarr.open_group(str(self.path), mode="r+")
 
     def write_cell(self, index: tuple[int, ...], cell: xr.Dataset) -> None:
@@ -161,38 +169,101 @@ class ResultStore:
         cell = cell.reset_coords([c for c in cell.coords if c not in cell.dims and c not in axes])
         cell = cell.drop_vars([a for a in axes if a in cell.variables])
         names = list(cell.data_vars)
-        if not set(names) <= set(self._group.array_keys()):
-            self._create_variables(cell)
+        if not set(names) <= set(self._arrays):
+            if not set(names) <= set(self._group.array_keys()):
+                self._create_variables(cell)
+            self._arrays = {name: self._group[name] for name in self._group.array_keys()}
+        writes = []
         for name in names:
-            target = self._group[name]
+            target = self._arrays[name]
             values = np.asarray(cell[name].values)
             if values.shape != target.shape[len(axes) :]:
                 raise StoreError(
                     f"cell variable {name} has shape {values.shape}, the store expects "
                     f"{target.shape[len(axes) :]}"
                 )
-            target[index] = values.astype(target.dtype, copy=False)
-        self._group["done"][index] = True
+            writes.append((target, values.astype(target.dtype, copy=False)))
+        for target, values in writes:
+            target[index] = values
+        self._arrays["done"][index] = True
+
+
+_MERGED = "merged"
+_READ_CONCURRENCY = 64
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """``ds`` as compressed NetCDF, booleans as int8 marked ``dtype = bool`` (decoded back)."""
+    ds = ds.copy()
+    for name in ds.variables:
+        ds[name].encoding = {}
+    for name in ds.data_vars:
+        if ds[name].dtype == bool:
+            ds[name] = ds[name].astype("i1")
+            ds[name].attrs["dtype"] = "bool"
+    encoding = {name: {"zlib": True} for name in ds.data_vars if ds[name].dtype.kind in "fiu"}
+    ds.to_netcdf(path, encoding=encoding)
+
+
+def _digest(done: np.ndarray) -> str:
+    return hashlib.sha1(np.packbits(done.astype(bool)).tobytes()).hexdigest()
+
+
+def _read_raw(path: Path, done: np.ndarray) -> xr.Dataset:
+    """Every array of the store, unmasked, through a cache: the subgroup ``merged``.
+
+    Reading one file per cell and variable is slow (about 1 ms each), so the first read writes
+    the whole store once more as the Zarr group ``STORE/merged``, one chunk per variable, keyed
+    by a digest of the ``done`` mask: cells never change once done, so the cache is valid
+    exactly while the mask is the same. It is written under a temporary name and renamed, so a
+    reader never sees half of it; a read-only store is simply read without the cache.
+    """
+    digest = _digest(done)
+    merged = path / _MERGED
+    if merged.is_dir():
+        try:
+            cached = xr.open_zarr(str(path), group=_MERGED, consolidated=False, chunks=None)
+            if cached.attrs.get("done_digest") == digest:
+                return cached.load()
+        except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError):
+            pass  # unreadable cache: rebuild it
+    with zarr.config.set({"async.concurrency": _READ_CONCURRENCY}):
+        ds = xr.open_zarr(str(path), consolidated=False, chunks=None).load()
+    ds.attrs["done_digest"] = digest
+    tmp = f"{_MERGED}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        for name in ds.variables:
+            ds[name].encoding = {}
+        ds.to_zarr(str(path), group=tmp, mode="w", consolidated=False, zarr_format=2)
+        shutil.rmtree(merged, ignore_errors=True)
+        os.replace(path / tmp, merged)
+    except OSError:
+        shutil.rmtree(path / tmp, ignore_errors=True)
+    return ds
 
 
 def open_results(path) -> xr.Dataset:
     """Read a store into memory; cells that are not done are NaN.
 
     The dataset's ``attrs`` hold the sweep config (``featurefate_sweep``), the version and the root
-    seed, plus the attrs of the experiment's cells (``dim``, ``depth``, ...).
+    seed, plus the attrs of the experiment's cells (``dim``, ``depth``, ...). Repeated reads of an
+    unchanged store come from a one-file cache inside it.
 
     Raises
     ------
     StoreError
         If ``path`` is not a featurefate store.
     """
+    path = Path(path)
     read_sweep_config(path)
-    ds = xr.open_zarr(str(path), consolidated=False).load()
-    done = ds["done"]
-    if not bool(done.all()):
+    done = np.asarray(zarr.open_group(str(path), mode="r")["done"][...], dtype=bool)
+    ds = _read_raw(path, done)
+    ds.attrs.pop("done_digest", None)
+    if not done.all():
+        mask = ds["done"]
         for name in ds.data_vars:
             if name != "done":
-                ds[name] = ds[name].where(done)
+                ds[name] = ds[name].where(mask)
     return ds
 
 
@@ -201,12 +272,5 @@ def export_netcdf(path, netcdf) -> Path:
     ds = open_results(path)
     netcdf = Path(netcdf)
     netcdf.parent.mkdir(parents=True, exist_ok=True)
-    for name in ds.variables:
-        ds[name].encoding = {}
-    encoding = {name: {"zlib": True} for name in ds.data_vars if ds[name].dtype.kind in "fiu"}
-    for name in ds.data_vars:
-        if ds[name].dtype == bool:
-            ds[name] = ds[name].astype("i1")
-            ds[name].attrs["dtype"] = "bool"
-    ds.to_netcdf(netcdf, encoding=encoding)
+    _write_netcdf(ds, netcdf)
     return netcdf
