@@ -280,4 +280,6 @@ def test_reproduce_runs_the_sweeps_and_writes_every_figure_and_the_report(tmp_pa
         assert f"(figures/{name})" in text
     assert "α with negative linear transfer" in text and "break-even angle" in text
     assert "(0.549, 0.911)" in text  # the predicted interval at theta = pi/4, sigma = 0.2
+    assert "s1 = \\|β_s\\|" in text  # pipes inside table cells are escaped
+    assert "The Dudley" not in text and "finite-D forms" in text  # the family's notes only
     assert (out / "data" / "tiny-linear.zarr" / "done").exists()

@@ -151,6 +151,25 @@ def _done_count(store: Path) -> int:
         return 0
 
 
+def _worker_pids(pid: int) -> list[int]:
+    """The pool workers among a process's children (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if "spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        and "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text(errors="replace")
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_killed_sweep_resumes_to_the_uninterrupted_result(reference, config_path, tmp_path):
     store = tmp_path / "s.zarr"
     command = [sys.executable, "-m", "featurefate", "sweep", str(config_path), "--out", str(store)]
@@ -164,10 +183,17 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(reference, config_path
     try:
         while _done_count(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # driver and its worker, no chance to clean up
+        workers = _worker_pids(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, no chance to clean up
         proc.wait()
-    done_at_kill = _done_count(store)
+        done_at_kill = _done_count(store)
+        # its worker notices and ends instead of finishing its cell for nobody
+        end = time.monotonic() + 5
+        while any(_alive(pid) for pid in workers) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert workers and not any(_alive(pid) for pid in workers)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
     assert 1 <= done_at_kill < 8, f"the kill came too late to test anything ({done_at_kill} done)"
 
     resumed = subprocess.run(

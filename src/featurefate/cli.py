@@ -414,18 +414,23 @@ def sweep_command(
     sweep_config = sweeps.load_config(config)
     console = Console(stderr=True)
     tasks: dict = {}
-    with (
-        _sigterm_as_interrupt(),
-        sweeps.executor(workers=workers, scheduler=scheduler) as pool,
-        _cell_progress(console) as progress,
-    ):
-        report = sweeps.run_sweep(
-            sweep_config,
-            out,
-            executor=pool,
-            resume=resume,
-            progress=lambda done, total: _advance(progress, tasks, "cells", done, total),
-        )
+    try:
+        with (
+            _sigterm_as_interrupt(),
+            sweeps.executor(workers=workers, scheduler=scheduler) as pool,
+            _cell_progress(console) as progress,
+        ):
+            report = sweeps.run_sweep(
+                sweep_config,
+                out,
+                executor=pool,
+                resume=resume,
+                progress=lambda done, total: _advance(progress, tasks, "cells", done, total),
+            )
+            if report.interrupted:  # leave the pool without waiting for the cells in flight
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (

@@ -498,6 +498,30 @@ def relu_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
     return out
 
 
+SECTION_NOTES: dict[str, tuple[str, ...]] = {
+    "linear_phase": (
+        "Simulated T is the instance mean of R_scratch - R_transfer on the same data (paired); "
+        "error bars are one standard error. Theory columns are the exact finite-D forms at the "
+        "simulated D; the maps' theory panels are the limit D -> infinity.",
+        "Fine-tuning is compared with both endpoints: the paper's X^+y + (I-P)beta_s (eq. 16) "
+        "and the corrected X^+y + c(I-P)beta_s (SPEC section 2).",
+        "Linear transfer refits on the significant pretrained features (rcond = 1e-3), not on "
+        "the init-scale residual directions (SPEC section 3).",
+    ),
+    "discrepancy": (
+        "Transferability here comes from the exact gradient-flow endpoints on drawn data "
+        "(no training), at the config's alpha.",
+        "The Dudley (bounded-Lipschitz) metric is at most 2, so the Dudley half of Theorem 2.2 "
+        "only speaks of distances below 2; KL and W2 grow without bound along the family.",
+    ),
+    "relu_phase": (
+        "Linear transfer refits the output weights by kernel ridge regression (the config's lam) "
+        "on the frozen pretrained features; every error is exact, from the kernel.",
+    ),
+}
+"""Per experiment family: what the report should say about how its numbers were made."""
+
+
 KEY_NUMBERS: dict[str, Callable[[xr.Dataset], list[KeyNumber]]] = {
     "linear_phase": linear_key_numbers,
     "discrepancy": discrepancy_key_numbers,
@@ -520,6 +544,11 @@ class ReportSection:
     notes: list[str] = field(default_factory=list)
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: pipes in the text (norms like |P⊥f_t|²) escaped."""
+    return str(text).replace("|", "\\|")
+
+
 def write_report(
     out_dir,
     sections: list[ReportSection],
@@ -539,7 +568,10 @@ def write_report(
             lines.append("")
         if section.numbers:
             lines += ["| quantity | simulated | predicted |", "|---|---|---|"]
-            lines += [f"| {k.quantity} | {k.simulated} | {k.predicted} |" for k in section.numbers]
+            lines += [
+                "| " + " | ".join(_cell(x) for x in (k.quantity, k.simulated, k.predicted)) + " |"
+                for k in section.numbers
+            ]
             lines.append("")
         for caption, paths in section.figures:
             pngs = [p for p in paths if p.suffix == ".png"]
@@ -633,19 +665,22 @@ def reproduce(
     figures_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
     stores, failures, paths = [], [], []
-    with sweeps.executor(workers=workers, scheduler=scheduler) as pool:
-        for name, config in configs:
-            store = out / "data" / f"{name}.zarr"
+    try:
+        with sweeps.executor(workers=workers, scheduler=scheduler) as pool:
+            for name, config in configs:
+                store = out / "data" / f"{name}.zarr"
 
-            def tick(done, total, name=name):
-                if progress is not None:
-                    progress(name, done, total)
+                def tick(done, total, name=name):
+                    if progress is not None:
+                        progress(name, done, total)
 
-            report = sweeps.run_sweep(config, store, executor=pool, resume=True, progress=tick)
-            failures += [f"{name}: {f.describe()}" for f in report.failed]
-            if report.interrupted:
-                return ReproduceResult(out / "report.md", paths, failures, interrupted=True)
-            stores.append((name, config, store))
+                report = sweeps.run_sweep(config, store, executor=pool, resume=True, progress=tick)
+                failures += [f"{name}: {f.describe()}" for f in report.failed]
+                if report.interrupted:  # leave without waiting for the cells in flight
+                    raise KeyboardInterrupt
+                stores.append((name, config, store))
+    except KeyboardInterrupt:
+        return ReproduceResult(out / "report.md", paths, failures, interrupted=True)
 
     # every figure in its own task, on local processes (files are written here, also when the
     # cells ran on a cluster)
@@ -683,6 +718,7 @@ def reproduce(
     for name, config, store in stores:
         ds = results[name]
         section = ReportSection(f"{name}: {config.description or config.experiment}", store)
+        section.notes.extend(SECTION_NOTES.get(config.experiment, ()))
         missing = int((~ds.done.values).sum())
         if missing:
             section.notes.append(f"{missing} cells failed and are missing (NaN) in the figures")

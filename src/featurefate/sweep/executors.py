@@ -15,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -39,13 +41,34 @@ def single_thread_xla() -> bool:
     return True
 
 
+def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Watch the driver from a daemon thread; end this worker as soon as the driver is gone.
+
+    A process pool's workers otherwise outlive a killed driver and finish their cells (minutes
+    at paper scale) for nobody.
+    """
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="featurefate-parent-watch").start()
+
+
+def _init_worker(parent: int) -> None:
+    single_thread_xla()
+    _exit_with_parent(parent)
+
+
 def local_executor(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes."""
+    """A pool of ``workers`` spawned processes, each ending when the driver process ends."""
     workers = v.integer("workers", workers, low=1)
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=single_thread_xla,
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
 
 
@@ -102,5 +125,13 @@ def executor(
     pool = local_executor(default_workers() if workers is None else workers)
     try:
         yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        # interrupted or failed: stop the cells in flight rather than wait for them (minutes at
+        # paper scale); their results would be lost anyway. (Python >= 3.14 has
+        # terminate_workers; before it, the pool's process table is the only handle.)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
