@@ -657,7 +657,7 @@ def negative_transfer_regions(theta, sigma, *, target_norm=1.0, alpha=None):
     root = np.sqrt(np.where(open_, disc, 0.0))
     lower = np.where(open_, (mid - root) / 2.0, np.nan)
     upper = np.where(open_, (mid + root) / 2.0, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # subnormal perp2: inf
         threshold = np.where(perp2 > 0.0, 1.0 + s**2 / perp2, np.inf)
     paper = np.broadcast_to(np.arccos(np.clip(0.5 / target_norm, -1.0, 1.0)), lower.shape).copy()
     exact = None
