@@ -37,6 +37,7 @@ import xarray as xr
 import featurefate
 from featurefate import _validation as v
 from featurefate._jax import jax
+from featurefate.experiments._stats import mean_and_stderr
 from featurefate.relu_training import (
     ReluTrainOptions,
     errors,
@@ -213,11 +214,6 @@ def _key(seq):
     return jax.random.PRNGKey(int(seq.generate_state(1)[0]))
 
 
-def _mean_and_se(values):
-    values = np.asarray(values)
-    return values.mean(), values.std(ddof=1) / np.sqrt(values.size)
-
-
 def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.Dataset:
     r"""Simulate one (rho, n) cell over ``config.n_instances`` instances.
 
@@ -291,7 +287,7 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
         centred: theory.kernel_alignment(W_pre, U, weights_b=kept, centered=centred)
         for centred in (False, True)
     }
-    T_mean, T_se = _mean_and_se(error_scratch - error_linear)
+    T_mean, T_se = mean_and_stderr(error_scratch - error_linear)
 
     inst = ("instance",)
     data = {
@@ -371,7 +367,7 @@ def summarize(ds: xr.Dataset) -> dict:
     """Cell summary, JSON-ready: mean errors, transferability, residual, alignment, convergence."""
     out = {"rho": float(ds.rho), "n": int(ds.n)}
     for name in ("error_scratch", "error_linear", "theory_residual", "kernel_alignment"):
-        mean, se = _mean_and_se(ds[name].values)
+        mean, se = mean_and_stderr(ds[name].values)
         out[name] = float(mean)
         out[f"{name}_stderr"] = float(se)
     out["transferability_linear"] = float(ds.transferability_linear)
