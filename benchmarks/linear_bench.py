@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from _timing import best_of
 from featurefate import estimators as est
 from featurefate import training as tr
 from featurefate import transfer
@@ -33,15 +34,6 @@ from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell
 from featurefate.tasks import draw_instances
 
 THETA, SIGMA = np.pi / 4, 0.2
-
-
-def best_of(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def memory_bandwidth(n_bytes=160e6, steps=50):

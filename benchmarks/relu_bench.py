@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from _timing import best_of
 from featurefate._jax import jax, jnp
 from featurefate.nets import relu as nets
 from featurefate.relu_training import ReluTrainOptions, population_task, train
@@ -32,28 +33,19 @@ def _sci(values):
     return "[" + ", ".join(f"{x:.2e}" for x in np.atleast_1d(np.asarray(values))) + "]"
 
 
-def best_of(fn, repeats=5):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def step_times(params, task):
     """Seconds per population gradient evaluation: this module's arccos and jnp.arccos."""
     one = jax.tree_util.tree_map(lambda x: x[0], params)
     U, a, scale = task.U[0], task.a[0], task.scale[0]
     fast = jax.jit(nets.population_value_and_grad)
-    fast_time = best_of(lambda: fast(one, U, a, scale))
+    fast_time = best_of(lambda: fast(one, U, a, scale), repeats=5)
     # the same step with XLA's arccos; caches cleared so that the jitted kernel is retraced
     original = nets.arccos
     nets.arccos = jnp.arccos
     jax.clear_caches()
     try:
         slow = jax.jit(nets.population_value_and_grad)
-        slow_time = best_of(lambda: slow(one, U, a, scale))
+        slow_time = best_of(lambda: slow(one, U, a, scale), repeats=5)
     finally:
         nets.arccos = original
         jax.clear_caches()

@@ -199,13 +199,19 @@ def _shared_pretraining(config, n_removed):
     (:func:`featurefate.tasks.relu_teachers` draws them first), so the sources are nested.
     """
     teacher_seed, pretrain_seed = np.random.SeedSequence(config.pretraining_seed).spawn(2)
-    teachers = _teachers(config, n_removed / config.k, teacher_seed)
+    return _pretrained(config, n_removed / config.k, teacher_seed, pretrain_seed)
+
+
+def _pretrained(config, rho, teacher_seed, pretrain_seed, progress=None):
+    """Draw the teachers, then pretrain on the source's population loss."""
+    teachers = _teachers(config, rho, teacher_seed)
     pre = pretrain(
         teachers.W,
         teachers.c_source,
         key=_key(pretrain_seed),
         width=config.m,
         options=config.options("pretrain"),
+        progress=progress,
     )
     return teachers, pre
 
@@ -256,14 +262,8 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
     if config.pretraining_seed >= 0:
         teachers, pre = _shared_pretraining(config, round(rho * config.k))
     else:
-        teachers = _teachers(config, rho, teacher_seed)
-        pre = pretrain(
-            teachers.W,
-            teachers.c_source,
-            key=_key(pretrain_seed),
-            width=config.m,
-            options=config.options("pretrain"),
-            progress=stage("pretrain"),
+        teachers, pre = _pretrained(
+            config, rho, teacher_seed, pretrain_seed, progress=stage("pretrain")
         )
     U, a_t, a_s = teachers.W, teachers.c_target, teachers.c_source
     X, y = sample_relu_data(U, a_t, n, sigma=config.sigma, seed=np.random.default_rng(data_seed))
