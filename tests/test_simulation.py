@@ -16,7 +16,14 @@ from featurefate import transfer
 from featurefate._jax import jax, jnp
 from featurefate.cli import main
 from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
-from featurefate.nets.linear import conserved_quantities, end_to_end, init_params
+from featurefate.nets.linear import (
+    RankOneParams,
+    conserved_quantities,
+    end_to_end,
+    init_params,
+    init_rank_one,
+    rank_one_conserved,
+)
 from featurefate.tasks import draw_instances
 from featurefate.theory import linear as th
 
@@ -194,6 +201,90 @@ def test_depth_3_cell_matches_the_same_limits():
     assert float(ds.endpoint_gap_linear.max()) < 1e-5
     assert float(ds.endpoint_gap_finetune_exact.max()) < 3e-3
     assert_allclose(ds.pretrained_singular_values[:, 0], 1.0, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# rank-one chains: the O(D)-per-step engine
+
+
+def _rank_one_pair(dim, depth, scale, count=4):
+    keys = jax.random.split(KEY, count)
+    factored = jax.vmap(lambda k: init_rank_one(k, dim, depth, scale))(keys)
+    dense = jax.vmap(lambda k: init_params(k, dim, depth, scale, init="rank_one"))(keys)
+    return factored, dense
+
+
+def test_rank_one_init_is_exactly_balanced_and_materialises_the_same_network():
+    factored, dense = _rank_one_pair(30, 3, 1e-2)
+    assert_allclose(tr.end_to_end_vectors(factored), tr.end_to_end_vectors(dense), atol=1e-20)
+    assert np.max(np.abs(np.asarray(jax.vmap(conserved_quantities)(dense)))) < 1e-18
+    assert np.max(np.abs(np.asarray(rank_one_conserved(factored)))) < 1e-18
+    layer_ranks = [np.linalg.matrix_rank(np.asarray(layer[0]), tol=1e-12) for layer in dense]
+    assert layer_ranks == [1, 1, 1]
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("n", [30, 90])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"step_size": 0.05, "max_steps": 300, "tol": 0.0},
+        {"eta": 0.5, "max_steps": 3000, "tol": 1e-10},
+        {"eta": 1.0, "max_move": 1e-2, "max_steps": 600, "tol": 1e-10},
+    ],
+    ids=["fixed", "auto", "capped"],
+)
+def test_rank_one_engine_takes_the_dense_networks_steps(depth, n, kwargs):
+    """Same iterates, step counts, stopping and drift as the dense layers of the same chain."""
+    inst = draw_instances(60, n, 0.7, 0.3, 4, seed=n + depth)
+    stats = tr.empirical_statistics(inst.X, inst.y)
+    factored, dense = _rank_one_pair(60, depth, 1e-3)
+    fast, slow = tr.train(factored, stats, **kwargs), tr.train(dense, stats, **kwargs)
+    assert isinstance(fast.params, RankOneParams)
+    assert_allclose(fast.w, slow.w, atol=1e-11 * max(1.0, np.abs(slow.w).max()))
+    assert_allclose(fast.steps, slow.steps)
+    assert_allclose(fast.excess_loss, slow.excess_loss, rtol=1e-6, atol=1e-14)
+    assert_allclose(fast.drift, slow.drift, rtol=1e-6, atol=1e-14)
+    assert_allclose(fast.time, slow.time, rtol=1e-9)
+
+
+def test_rank_one_protocols_reach_the_exact_endpoints(problem):
+    """Lemma 3.3, Theorem 3.4, eq. (11), Theorem 3.5 and the corrected Theorem 3.9, per instance."""
+    net = {"init": "rank_one"}
+    pre = transfer.pretrain(problem.beta_s, key=KEY, **net)
+    assert isinstance(pre.params, RankOneParams) and pre.training.converged.all()
+    assert np.max(np.linalg.norm(pre.w - problem.beta_s, axis=1)) < 1e-4
+    s = tr.feature_singular_values(pre.params, k=3)
+    assert_allclose(s[:, 0], 1.0, rtol=1e-4)
+    assert np.all(s[:, 1:] == 0.0)
+    exact = est.exact_endpoints(problem.X, problem.y, problem.beta_s)
+    refit = transfer.linear_transfer(pre.params, problem.X, problem.y, problem.beta_t)
+    assert np.all(refit.info["n_features"] == 1)
+    assert_allclose(refit.w, exact["linear"], atol=1e-6)
+    sc = transfer.scratch(problem.X, problem.y, problem.beta_t, key=KEY, **net)
+    assert sc.training.converged.all()
+    assert np.max(np.linalg.norm(sc.w - exact["scratch"], axis=1)) < 2e-4
+    options = transfer.TrainingOptions(eta=1.0, max_move=2e-3)
+    ft = transfer.fine_tune(pre.params, problem.X, problem.y, problem.beta_t, options=options)
+    assert ft.training.converged.all()
+    gap_exact = np.linalg.norm(ft.w - exact["finetune_exact"], axis=1)
+    gap_paper = np.linalg.norm(ft.w - exact["finetune_paper"], axis=1)
+    assert np.max(gap_exact) < 2e-3
+    assert np.min(gap_paper) > 10 * np.max(gap_exact)
+
+
+def test_rank_one_and_random_init_cells_agree():
+    """The same cell with both inits: the same endpoints to within the endpoint accuracy."""
+    cell, seed = {"alpha": 0.6, "theta": 0.7, "sigma": 0.3}, 4
+    runs = {
+        init: run_cell(LinearPhaseConfig(dim=40, n_instances=4, init=init), cell, seed)
+        for init in ("random", "rank_one")
+    }
+    for name in ("scratch", "linear", "finetune"):
+        a, b = (runs[init][f"error_{name}"].values for init in ("random", "rank_one"))
+        assert_allclose(a, b, atol=3e-3)
+    assert runs["rank_one"].attrs["init"] == "rank_one"
+    assert float(runs["rank_one"].endpoint_gap_finetune_exact.max()) < 3e-3
 
 
 # ---------------------------------------------------------------------------------------------

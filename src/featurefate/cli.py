@@ -283,6 +283,14 @@ def simulate_point_command(
     init_scale: Annotated[
         float, typer.Option("--init-scale", help="Initialisation scale (the paper: 1e-5).")
     ] = 1e-5,
+    init: Annotated[
+        str,
+        typer.Option(
+            "--init",
+            help="random (the authors'), balanced (assumption 22), or rank_one (an exactly "
+            "balanced rank-one chain, trained in O(D) per step: fast at large D).",
+        ),
+    ] = "random",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -294,6 +302,7 @@ def simulate_point_command(
         dim=dim,
         depth=depth,
         init_scale=init_scale,
+        init=init,
         n_instances=instances,
         lam=tuple(lam) if lam else (0.1,),
     )
@@ -324,6 +333,7 @@ def simulate_point_command(
         "instances": instances,
         "seed": seed,
         "init_scale": init_scale,
+        "init": init,
     }
     if as_json:
         typer.echo(json.dumps(_json_safe({**info, "methods": summary}), allow_nan=False))

@@ -14,9 +14,21 @@ from featurefate import _validation as v
 from featurefate.theory.linear import FINETUNE_VARIANTS, solve_finetune_scale
 
 
-def _pinv_solve(X, Y):
-    """Apply :math:`X^+` to the columns of Y, shape (..., n, m), from one thin SVD of X."""
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+def thin_svd(X):
+    """Thin SVD ``(U, s, Vt)`` of each data matrix, shape (..., n, D).
+
+    The one factorisation of the data a simulated cell needs:
+    :func:`featurefate.training.empirical_statistics` and :func:`exact_endpoints` both accept it.
+    """
+    return np.linalg.svd(np.asarray(X, dtype=np.float64), full_matrices=False)
+
+
+def _pinv_solve(X, Y, svd=None):
+    """Apply :math:`X^+` to the columns of Y, shape (..., n, m), from one thin SVD of X.
+
+    ``svd``: :func:`thin_svd` of X, if already computed.
+    """
+    U, s, Vt = thin_svd(X) if svd is None else svd
     cutoff = max(X.shape[-2:]) * np.finfo(np.float64).eps * s[..., :1]
     keep = s > cutoff
     inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
@@ -110,7 +122,7 @@ def linear_transfer_fit(X, y, beta_s, *, lam=0.0, depth=2):
     return frozen_feature_fit(X, y, pretrained_features(beta_s, depth=depth), lam=lam)
 
 
-def finetune_components(X, y, beta_s, *, depth=2):
+def finetune_components(X, y, beta_s, *, depth=2, svd=None):
     r"""The pieces of the fine-tuning endpoints, from one SVD of X.
 
     Returns the interpolant :math:`X^+ y` (the scratch endpoint), the residual
@@ -118,6 +130,8 @@ def finetune_components(X, y, beta_s, *, depth=2):
     (:func:`featurefate.theory.linear.solve_finetune_scale` with
     :math:`a = |(I - P)\beta_s|^2`, :math:`b = |X^+ y|^2`), so that the endpoints are
     ``interpolant + residual`` (paper) and ``interpolant + c[..., None] * residual`` (exact).
+
+    ``svd`` is X's thin SVD, if already computed (it is then not recomputed).
 
     Returns
     -------
@@ -127,7 +141,7 @@ def finetune_components(X, y, beta_s, *, depth=2):
     X, y = v.data(X, y)
     beta_s = np.broadcast_to(np.asarray(beta_s, dtype=np.float64), X.shape[:-2] + X.shape[-1:])
     rhs = np.stack([y, np.einsum("...nd,...d->...n", X, beta_s)], axis=-1)
-    interpolant, projected = np.moveaxis(_pinv_solve(X, rhs), -1, 0)
+    interpolant, projected = np.moveaxis(_pinv_solve(X, rhs, svd), -1, 0)
     residual = beta_s - projected
     c = solve_finetune_scale(
         np.sum(residual**2, axis=-1),
@@ -167,8 +181,10 @@ def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
     return interpolant + (1.0 if variant == "paper" else c[..., None]) * residual
 
 
-def exact_endpoints(X, y, beta_s, *, depth=2) -> dict[str, np.ndarray]:
+def exact_endpoints(X, y, beta_s, *, depth=2, svd=None) -> dict[str, np.ndarray]:
     r"""Every method's gradient-flow endpoint (``init_scale -> 0``) for the same instances.
+
+    ``svd``: :func:`thin_svd` of X, if already computed.
 
     Returns
     -------
@@ -177,7 +193,7 @@ def exact_endpoints(X, y, beta_s, *, depth=2) -> dict[str, np.ndarray]:
         (:math:`X^+ y + (I - P)\beta_s`, eq. 16) and ``finetune_exact``
         (:math:`X^+ y + c\,(I - P)\beta_s`, SPEC section 2).
     """
-    interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth)
+    interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth, svd=svd)
     return {
         "scratch": interpolant,
         "linear": linear_transfer_fit(X, y, beta_s, depth=depth),

@@ -53,10 +53,15 @@ import numpy as np
 
 from featurefate import _validation as v
 from featurefate._jax import jax, jnp
+from featurefate.estimators import thin_svd
 from featurefate.nets.linear import (
+    RankOneParams,
     conserved_quantities,
     end_to_end,
     hidden_features,
+    rank_one_conserved,
+    rank_one_end_to_end,
+    rank_one_feature_scale,
     upstream_rows,
 )
 
@@ -70,7 +75,9 @@ class Statistics(NamedTuple):
 
     ``R`` is a thin factor of the second-moment matrix, :math:`S = R^\top R` with
     ``min(n, D)`` rows, so that :math:`S w` costs :math:`O(\min(n, D) D)`; ``R = None`` stands for
-    the identity (the population loss).
+    the identity (the population loss). The eigendecomposition
+    :math:`S = V^\top \mathrm{diag}(\lambda) V` comes with it (``R = diag(sqrt(lam)) V``), for the
+    rank-one engine, which works in S's eigenbasis.
 
     Attributes
     ----------
@@ -81,6 +88,10 @@ class Statistics(NamedTuple):
         Largest eigenvalue of S (the loss curvature in w).
     loss_min : jax.Array, shape (K,)
         :math:`\min_w \mathcal L = c - b^\top S^+ b`.
+    V : jax.Array, shape (K, r, D), or None
+        Orthonormal eigenvector rows of S spanning its range (None: the identity).
+    lam : jax.Array, shape (K, r)
+        The eigenvalues of S, largest first.
     """
 
     R: jax.Array | None
@@ -88,34 +99,43 @@ class Statistics(NamedTuple):
     c: jax.Array
     lam_max: jax.Array
     loss_min: jax.Array
+    V: jax.Array | None = None
+    lam: jax.Array | None = None
 
 
-def empirical_statistics(X, y):
+def empirical_statistics(X, y, *, svd=None):
     r"""Statistics of the empirical loss :math:`\frac1n|Xw - y|^2` for a batch of data sets.
 
-    The factor R is the triangular factor of the QR decomposition of :math:`X / \sqrt n`.
+    From the thin SVD :math:`X = U \mathrm{diag}(\sigma) V` (:func:`featurefate.estimators.thin_svd`, or ``svd``
+    if already computed): :math:`S = X^\top X / n` has eigenvalues :math:`\sigma^2 / n` and
+    eigenvector rows V, and :math:`R = \mathrm{diag}(\sigma / \sqrt n) V`. Directions with
+    :math:`\sigma` below NumPy's pseudo-inverse cutoff count as the null space.
 
     Parameters
     ----------
     X : array-like, shape (K, n, D)
     y : array-like, shape (K, n)
+    svd : tuple of arrays, optional
+        ``thin_svd(X)``.
     """
     X, y = v.data(X, y, batched=True)
     n = X.shape[1]
-    R = np.linalg.qr(X / np.sqrt(n), mode="r")
+    _, sv, Vt = thin_svd(X) if svd is None else svd
     b = np.einsum("knd,kn->kd", X, y) / n
     c = np.sum(y**2, axis=1) / n
-    _, s, Vt = np.linalg.svd(R, full_matrices=False)
-    cutoff = s[:, :1] * max(X.shape[1:]) * np.finfo(np.float64).eps
-    keep = s > cutoff
-    proj = np.einsum("krd,kd->kr", Vt, b) / np.where(keep, s, 1.0)
-    loss_min = np.maximum(c - np.sum(np.where(keep, proj, 0.0) ** 2, axis=1), 0.0)
+    cutoff = sv[:, :1] * max(X.shape[1:]) * np.finfo(np.float64).eps
+    keep = sv > cutoff
+    lam = np.where(keep, sv**2 / n, 0.0)
+    b_rot = np.einsum("krd,kd->kr", Vt, b)
+    loss_min = c - np.sum(np.where(keep, b_rot**2 / np.where(keep, lam, 1.0), 0.0), axis=1)
     return Statistics(
-        R=jnp.asarray(R),
+        R=jnp.asarray(np.sqrt(lam)[:, :, None] * Vt),
         b=jnp.asarray(b),
         c=jnp.asarray(c),
-        lam_max=jnp.asarray(s[:, 0] ** 2),
-        loss_min=jnp.asarray(loss_min),
+        lam_max=jnp.asarray(lam[:, 0]),
+        loss_min=jnp.asarray(np.maximum(loss_min, 0.0)),
+        V=jnp.asarray(Vt),
+        lam=jnp.asarray(lam),
     )
 
 
@@ -134,6 +154,8 @@ def population_statistics(beta):
         c=jnp.asarray(np.sum(beta**2, axis=1)),
         lam_max=jnp.ones(k),
         loss_min=jnp.zeros(k),
+        V=None,
+        lam=jnp.ones(beta.shape),
     )
 
 
@@ -294,6 +316,101 @@ def _run_chunk(
     return params, active, steps, time, loss
 
 
+def _others(amplitudes):
+    """For each amplitude, the product of all the others (no division: exact at zero)."""
+    count = amplitudes.shape[0]
+    return jnp.stack(
+        [jnp.prod(amplitudes[:i]) * jnp.prod(amplitudes[i + 1 :]) for i in range(count)]
+    )
+
+
+def _rank_one_loss(z, amplitudes, lam, b_rot, c):
+    r""":math:`A^2 z^\top \Lambda z - 2 A\, b_V^\top z + c`, the loss of a rank-one chain in S's eigenbasis."""
+    gain = jnp.prod(amplitudes)
+    return gain * gain * (z @ (lam * z)) - 2.0 * gain * (b_rot @ z) + c
+
+
+def _rank_one_step(
+    z, amplitudes, perp2, lam, b_rot, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move
+):
+    r"""One gradient-descent step of one rank-one chain, in the eigenbasis of S; O(D).
+
+    The state is :math:`z = V s` (the part of the first layer's factor in S's range; the rest,
+    of squared norm ``perp2``, never moves: the loss gradient lies in the range) and the
+    amplitudes. With :math:`A = \prod_l a_l` and :math:`g = \nabla_w \mathcal L` (in the
+    eigenbasis, :math:`g_V = 2(A \Lambda z - b_V)`), the layer gradients of
+    :func:`layer_gradients` reduce to :math:`\partial_s = A g` and
+    :math:`\partial_{a_l} = (A / a_l)\, s^\top g`, and every quantity of the dense step
+    (loss, step size, cap, stopping rule) is the same number: the iterates are those of the dense
+    network.
+    """
+    gain = jnp.prod(amplitudes)
+    others = _others(amplitudes)
+    # every scalar of the step from one pass over z (five sums), then one pass to update it:
+    # g = 2 (A lam z - b), so |g|^2 and s.g expand into sums of z against the constants
+    # (sums, not dot products: under vmap a dot is a library call per instance, a sum fuses)
+    lam_z = lam * z
+    zz, z_lam_z, b_z = jnp.sum(z * z), jnp.sum(z * lam_z), jnp.sum(b_rot * z)
+    lam_z2, b_lam_z = jnp.sum(lam_z * lam_z), jnp.sum(b_rot * lam_z)
+    loss = gain * gain * z_lam_z - 2.0 * gain * b_z + c
+    grad_w_norm = 2.0 * jnp.sqrt(
+        jnp.maximum(gain * gain * lam_z2 - 2.0 * gain * b_lam_z + jnp.sum(b_rot * b_rot), 0.0)
+    )
+    s_dot_g = 2.0 * (gain * z_lam_z - b_z)
+    if fixed_lr is None:
+        norms2 = [zz + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
+        lr = eta / curvature_bound(norms2, grad_w_norm, lam_max)
+        if max_move is not None:
+            grad_norm = jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2))
+            lr = jnp.minimum(lr, max_move / grad_norm)
+    else:
+        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
+    active = active & (loss - loss_min > tol)
+    lr = jnp.where(active, lr, 0.0)
+    # z - lr A g, written as one fused pass
+    new_z = z - (2.0 * lr * gain) * (gain * lam_z - b_rot)
+    return new_z, amplitudes - lr * others * s_dot_g, lr, loss, active
+
+
+@partial(jax.jit, static_argnames=("eta", "fixed_lr", "tol", "length", "max_move"))
+def _run_chunk_rank_one(
+    state,
+    constants,
+    active,
+    steps,
+    time,
+    max_steps,
+    max_time,
+    *,
+    eta,
+    fixed_lr,
+    tol,
+    length,
+    max_move=None,
+):
+    """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
+    step = jax.vmap(partial(_rank_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move))
+
+    def going(active, steps, time):
+        return active & (steps < max_steps) & (time < max_time)
+
+    def cond(carry):
+        _, _, active, steps, time, _, count = carry
+        return (count < length) & jnp.any(going(active, steps, time))
+
+    def body(carry):
+        z, amplitudes, active, steps, time, loss, count = carry
+        can_go = going(active, steps, time)
+        z, amplitudes, lr, loss, moved = step(z, amplitudes, *constants, can_go)
+        active = active & ~(can_go & ~moved)
+        return z, amplitudes, active, steps + moved, time + lr, loss, count + 1
+
+    loss0 = jnp.full(active.shape, jnp.inf)
+    carry = (*state, active, steps, time, loss0, 0)
+    z, amplitudes, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
+    return (z, amplitudes), active, steps, time, loss
+
+
 @jax.jit
 def _batched_loss(params, stats):
     in_axes = (0, None if stats.R is None else 0, 0, 0)
@@ -306,8 +423,8 @@ class TrainResult:
 
     Attributes
     ----------
-    params : tuple of jax.Array
-        Batched ``(W_1, ..., W_L)``.
+    params : tuple of jax.Array or RankOneParams
+        Batched ``(W_1, ..., W_L)``, or the factors of rank-one chains.
     steps : ndarray of int
         Gradient steps taken.
     converged : ndarray of bool
@@ -330,7 +447,7 @@ class TrainResult:
     @property
     def w(self) -> np.ndarray:
         """End-to-end vectors, shape (K, D)."""
-        return np.asarray(jax.vmap(end_to_end)(self.params))
+        return end_to_end_vectors(self.params)
 
 
 def train(
@@ -350,8 +467,11 @@ def train(
 
     Parameters
     ----------
-    params : tuple of jax.Array
-        Batched initial parameters ``(W_1, ..., W_L)``, leading axis K.
+    params : tuple of jax.Array or RankOneParams
+        Batched initial parameters ``(W_1, ..., W_L)``, leading axis K; or rank-one chains
+        (:class:`featurefate.nets.linear.RankOneParams`), trained by the O(D)-per-step engine of
+        :func:`_rank_one_step` (the same iterates as their dense layers; the returned
+        ``drift`` is then the largest change of the scalars of :func:`rank_one_conserved`).
     stats : Statistics
         The loss of each instance.
     step_size : "auto" or float
@@ -393,14 +513,28 @@ def train(
         max_move = float(v.real_array("max_move", max_move, low=0.0, low_open=True))
     max_time = np.inf if max_time is None else float(v.real_array("max_time", max_time, low=0.0))
     k = stats.b.shape[0]
-    invariants0 = jax.vmap(conserved_quantities)(params)
-    loss_start = np.asarray(_batched_loss(params, stats))
+    rank_one = isinstance(params, RankOneParams)
+    if rank_one:
+        state, s_perp, constants = _rotate_in(params, stats)
+        invariants0 = rank_one_conserved(params)
+        loss_start = np.asarray(_rank_one_batched_loss(state, constants))
+
+        def run_chunk(state, *args, **kwargs):
+            return _run_chunk_rank_one(state, constants, *args, **kwargs)
+    else:
+        state = params
+        invariants0 = jax.vmap(conserved_quantities)(params)
+        loss_start = np.asarray(_batched_loss(params, stats))
+
+        def run_chunk(state, *args, **kwargs):
+            return _run_chunk(state, stats, *args, **kwargs)
+
     active = jnp.ones(k, dtype=bool)
     steps = jnp.zeros(k, dtype=jnp.int64)
     time = jnp.zeros(k)
     while True:
-        params, active, steps, time, loss = _run_chunk(
-            params, stats, active, steps, time, max_steps, max_time,
+        state, active, steps, time, loss = run_chunk(
+            state, active, steps, time, max_steps, max_time,
             eta=eta, fixed_lr=fixed_lr, tol=tol, length=length, max_move=max_move,
         )  # fmt: skip
         loss = np.asarray(loss)
@@ -419,10 +553,16 @@ def train(
         going = np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < max_time)
         if not going.any():
             break
-    final = np.asarray(_batched_loss(params, stats))
+    if rank_one:
+        final = np.asarray(_rank_one_batched_loss(state, constants))
+        params = _rotate_out(state, s_perp, stats)
+        drift = np.max(np.abs(np.asarray(rank_one_conserved(params) - invariants0)), axis=1)
+    else:
+        params = state
+        final = np.asarray(_batched_loss(params, stats))
+        drift = jax.vmap(conserved_quantities)(params) - invariants0
+        drift = np.asarray(jnp.max(jnp.sqrt(jnp.sum(drift**2, axis=(-2, -1))), axis=1))
     excess = final - np.asarray(stats.loss_min)
-    drift = jax.vmap(conserved_quantities)(params) - invariants0
-    drift = np.asarray(jnp.max(jnp.sqrt(jnp.sum(drift**2, axis=(-2, -1))), axis=1))
     return TrainResult(
         params=params,
         steps=np.asarray(steps),
@@ -433,7 +573,58 @@ def train(
     )
 
 
+def _rotate_in(params: RankOneParams, stats: Statistics):
+    """Rank-one state in S's eigenbasis: ``(z, amplitudes)``, the fixed rest of s, the constants.
+
+    The eigenbasis is padded to D directions with zero rows (eigenvalue 0, no data along them,
+    so their coordinate stays 0): the compiled step then has one shape for every n. The
+    rotations are NumPy (no compilation per shape).
+    """
+    s = np.asarray(params.s)
+    if stats.V is None:
+        z, s_perp, b_rot = s, np.zeros_like(s), np.asarray(stats.b)
+        lam = np.asarray(stats.lam)
+    else:
+        V = np.asarray(stats.V)
+        z = np.einsum("krd,kd->kr", V, s)
+        s_perp = s - np.einsum("krd,kr->kd", V, z)
+        b_rot = np.einsum("krd,kd->kr", V, np.asarray(stats.b))
+        pad = [(0, 0), (0, s.shape[1] - z.shape[1])]
+        z, b_rot, lam = (np.pad(a, pad) for a in (z, b_rot, np.asarray(stats.lam)))
+    perp2 = np.sum(s_perp**2, axis=1)
+    constants = tuple(
+        jnp.asarray(a) for a in (perp2, lam, b_rot, stats.c, stats.lam_max, stats.loss_min)
+    )
+    return (jnp.asarray(z), jnp.asarray(params.amplitudes)), s_perp, constants
+
+
+def _rotate_out(state, s_perp, stats: Statistics) -> RankOneParams:
+    z, amplitudes = (np.asarray(a) for a in state)
+    if stats.V is None:
+        s = z
+    else:
+        V = np.asarray(stats.V)
+        s = np.einsum("krd,kr->kd", V, z[:, : V.shape[1]]) + s_perp
+    return RankOneParams(s=jnp.asarray(s), amplitudes=jnp.asarray(amplitudes))
+
+
+@jax.jit
+def _rank_one_batched_loss(state, constants):
+    _, lam, b_rot, c, _, _ = constants
+    return jax.vmap(_rank_one_loss)(*state, lam, b_rot, c)
+
+
+def end_to_end_vectors(params) -> np.ndarray:
+    """End-to-end vectors of a batch of networks, dense or :class:`RankOneParams`, shape (K, D)."""
+    if isinstance(params, RankOneParams):
+        return np.asarray(rank_one_end_to_end(params))
+    return np.asarray(jax.vmap(end_to_end)(params))
+
+
 def feature_singular_values(params, k=3):
     """Top ``k`` singular values of the hidden features of each network, shape (K, k)."""
+    if isinstance(params, RankOneParams):
+        top = np.asarray(rank_one_feature_scale(params))
+        return np.concatenate([top[:, None], np.zeros((top.shape[0], k - 1))], axis=1)
     features = jax.vmap(hidden_features)(params)
     return np.asarray(jnp.linalg.svd(features, compute_uv=False)[:, :k])

@@ -34,7 +34,13 @@ import numpy as np
 from featurefate import _validation as v
 from featurefate._jax import jax, jnp
 from featurefate.estimators import frozen_feature_fit, generalization_error
-from featurefate.nets.linear import hidden_features, init_params
+from featurefate.nets.linear import (
+    RankOneParams,
+    hidden_features,
+    init_params,
+    init_rank_one,
+    rank_one_feature_scale,
+)
 from featurefate.training import (
     TrainResult,
     empirical_statistics,
@@ -96,6 +102,9 @@ class ProtocolResult:
 
 def _init_batch(key, n_instances, dim, depth, init_scale, init):
     keys = jax.random.split(key, n_instances)
+    if init == "rank_one":
+        # kept factored: the O(D)-per-step engine trains exactly these networks
+        return jax.vmap(lambda k: init_rank_one(k, dim, depth, init_scale))(keys)
     return jax.vmap(lambda k: init_params(k, dim, depth, init_scale, init=init))(keys)
 
 
@@ -198,6 +207,13 @@ def significant_features(params, *, rcond=1e-3):
         :math:`|\beta_s|^{(L-1)/L}`, the rest of order ``init_scale``).
     """
     rcond = float(v.real_array("rcond", rcond, low=0.0, high=1.0))
+    if isinstance(params, RankOneParams):
+        # one feature, exactly: Phi = (prod of the inner amplitudes) u_L s^T
+        scale = np.asarray(rank_one_feature_scale(params))
+        inner = np.asarray(params.s) * (scale / np.linalg.norm(params.s, axis=1))[:, None]
+        singular_values = np.zeros(params.s.shape)
+        singular_values[:, 0] = scale
+        return inner[:, None, :], np.ones(scale.shape[0], dtype=int), singular_values
     phi = np.asarray(jax.vmap(hidden_features)(params))
     _, s, Vt = np.linalg.svd(phi)
     keep = s > rcond * s[:, :1]
@@ -254,6 +270,7 @@ def fine_tune(
     :func:`featurefate.theory.linear.solve_finetune_scale` (not the paper's c = 1).
     """
     (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
-    params = tuple(jnp.asarray(p) for p in params)
+    if not isinstance(params, RankOneParams):
+        params = tuple(jnp.asarray(p) for p in params)
     stats = empirical_statistics(X, y) if stats is None else stats
     return _trained(params, stats, beta_t, options, progress)

@@ -161,7 +161,8 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         progress=stage("pretrain"),
         **net,
     )
-    stats = empirical_statistics(inst.X, inst.y)
+    svd = est.thin_svd(inst.X)  # the cell's one factorisation of the data
+    stats = empirical_statistics(inst.X, inst.y, svd=svd)
     sc = scratch(
         inst.X,
         inst.y,
@@ -187,7 +188,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     )
 
     # exact endpoints of gradient flow (init_scale -> 0) for the same instances
-    exact = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth)
+    exact = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth, svd=svd)
     gap = {
         "pretrain": np.linalg.norm(pre.w - inst.beta_s, axis=1),
         "scratch": np.linalg.norm(sc.w - exact["scratch"], axis=1),

@@ -35,7 +35,12 @@ def nearest(values, target: float) -> float:
 
 def _scale_note(sim: xr.Dataset) -> str:
     n_inst = sim.sizes.get("instance", 0)
-    return f"simulation: L = {sim.attrs.get('depth', '?')}, D = {sim.attrs.get('dim', '?')}, {n_inst} instances"
+    init = sim.attrs.get("init")
+    init_note = f", {init} init" if init else ""
+    return (
+        f"simulation: L = {sim.attrs.get('depth', '?')}, D = {sim.attrs.get('dim', '?')}, "
+        f"{n_inst} instances{init_note}"
+    )
 
 
 def _sign_markers(ax, t: xr.DataArray, se: xr.DataArray) -> None:
@@ -261,9 +266,15 @@ def plot_mechanism(sim: xr.Dataset) -> Figure:
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
     for k in range(flat.shape[1]):
-        jitter = k + 1 + 0.12 * rng.standard_normal(flat.shape[0])
-        ax.scatter(jitter, flat[:, k], s=6, alpha=0.35, color=_SLICE_COLOURS[k % 3])
-        ax.hlines(np.median(flat[:, k]), k + 0.7, k + 1.3, color="black", lw=1.5)
+        positive = flat[:, k] > 0
+        if not positive.any():
+            # rank-one chains (init = "rank_one") have exactly one non-zero singular value
+            ax.annotate("exactly 0", (k + 1, 0.5), xycoords=("data", "axes fraction"),
+                        ha="center", fontsize=_SIZE)  # fmt: skip
+            continue
+        jitter = k + 1 + 0.12 * rng.standard_normal(int(positive.sum()))
+        ax.scatter(jitter, flat[positive, k], s=6, alpha=0.35, color=_SLICE_COLOURS[k % 3])
+        ax.hlines(np.median(flat[positive, k]), k + 0.7, k + 1.3, color="black", lw=1.5)
     init = sim.attrs.get("init_scale")
     if init is not None:
         ax.axhline(float(init), color="grey", ls=":", lw=1, label=f"init scale {float(init):g}")

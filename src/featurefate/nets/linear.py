@@ -4,19 +4,103 @@ Parameters are a tuple ``(W_1, ..., W_L)`` of JAX arrays: ``W_l`` is ``(D, D)`` 
 the last layer ``W_L`` is ``(1, D)``. The end-to-end vector is :math:`w = (W_L \cdots W_1)^\top`
 and the hidden features are the product of the first ``L - 1`` layers. Functions act on one
 network; batch them over instances with :func:`jax.vmap`.
+
+**Rank-one chains.** A network whose layers are
+
+.. math::
+
+    W_1 = u_2 s^\top, \qquad W_l = a_l\, u_{l+1} u_l^\top \ (1 < l < L), \qquad
+    W_L = a_L u_L^\top,
+
+with unit vectors :math:`u_l`, stays such a chain, with the same :math:`u_l`, under gradient
+descent and gradient flow: the gradient of layer l is the outer product of the row above it
+(along :math:`u_{l+1}`) and the vector below it (along :math:`u_l`, or the loss gradient for
+:math:`W_1`). The end-to-end vector is :math:`w = A s` with :math:`A = \prod_l a_l`, and the
+:math:`u_l` never enter it. :class:`RankOneParams` stores only :math:`(s, a_2, \dots, a_L)`, so
+the same network costs O(D) memory and O(D) per step instead of O(L D^2). With
+:math:`|s| = a_2 = \dots = a_L` the conserved quantities (35) are exactly zero: the balanced
+limit of assumption (22), and the shape Theorem 3.4 says pretraining converges to.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
 from featurefate import _validation as v
 from featurefate._jax import jax, jnp
 
-INITS = ("random", "balanced")
-"""``random``: the authors' Gaussian init; ``balanced``: one satisfying assumption (22)."""
+INITS = ("random", "balanced", "rank_one")
+"""``random``: the authors' Gaussian init; ``balanced``: one satisfying assumption (22) with a
+positive margin; ``rank_one``: an exactly balanced rank-one chain (module docstring)."""
+
+
+class RankOneParams(NamedTuple):
+    r"""A rank-one chain network (module docstring), batched over leading axes.
+
+    Attributes
+    ----------
+    s : jax.Array, shape (..., D)
+        The first layer's input-side factor, :math:`W_1 = u_2 s^\top`.
+    amplitudes : jax.Array, shape (..., L - 1)
+        :math:`a_2, \dots, a_L`.
+    """
+
+    s: jax.Array
+    amplitudes: jax.Array
+
+    @property
+    def depth(self) -> int:
+        return self.amplitudes.shape[-1] + 1
+
+
+def init_rank_one(key, dim, depth, init_scale, *, dtype=jnp.float64) -> RankOneParams:
+    r"""A balanced rank-one chain at scale ``init_scale``: :math:`s = \gamma \hat v`, :math:`a_l = \gamma`.
+
+    :math:`\hat v` is uniform on the unit sphere; every layer has Frobenius norm :math:`\gamma`
+    and the conserved quantities (35) are zero. One network; use :func:`jax.vmap` over keys.
+    """
+    v_hat = jax.random.normal(jax.random.split(key, depth)[0], (dim,), dtype)
+    s = init_scale * v_hat / jnp.linalg.norm(v_hat)
+    return RankOneParams(s=s, amplitudes=jnp.full((depth - 1,), init_scale, dtype))
+
+
+def rank_one_to_dense(key, params: RankOneParams):
+    r"""The dense layers ``(W_1, ..., W_L)`` of one rank-one chain, with the unit :math:`u_l` drawn from ``key``."""
+    depth, dim = params.depth, params.s.shape[-1]
+    keys = jax.random.split(key, depth)[1:]
+    units = [jax.random.normal(k, (dim,), params.s.dtype) for k in keys]
+    units = [u / jnp.linalg.norm(u) for u in units]
+    layers = [jnp.outer(units[0], params.s)]
+    for i in range(1, depth - 1):
+        layers.append(params.amplitudes[i - 1] * jnp.outer(units[i], units[i - 1]))
+    layers.append(params.amplitudes[-1] * units[-1][None, :])
+    return tuple(layers)
+
+
+def rank_one_end_to_end(params: RankOneParams):
+    r""":math:`w = (\prod_l a_l)\, s`, batched."""
+    return jnp.prod(params.amplitudes, axis=-1)[..., None] * params.s
+
+
+def rank_one_feature_scale(params: RankOneParams):
+    r"""The one non-zero singular value of the hidden features, :math:`|s| \prod_{1<l<L} |a_l|`, batched."""
+    inner = jnp.prod(jnp.abs(params.amplitudes[..., :-1]), axis=-1)
+    return jnp.linalg.norm(params.s, axis=-1) * inner
+
+
+def rank_one_conserved(params: RankOneParams):
+    r"""The scalars of the invariants (35) of a rank-one chain, batched, shape (..., L - 1).
+
+    :math:`W_l W_l^\top - W_{l+1}^\top W_{l+1} = (a_l^2 - a_{l+1}^2)\, u_{l+1} u_{l+1}^\top`
+    (with :math:`a_1 = |s|`), whose Frobenius norm is the absolute value of the scalar.
+    """
+    norms2 = jnp.concatenate(
+        [jnp.sum(params.s**2, axis=-1, keepdims=True), params.amplitudes**2], axis=-1
+    )
+    return norms2[..., :-1] - norms2[..., 1:]
 
 
 def init_params(key, dim, depth, init_scale, *, init="random", dtype=jnp.float64):
@@ -41,7 +125,9 @@ def init_params(key, dim, depth, init_scale, *, init="random", dtype=jnp.float64
         Number of layers L >= 2.
     init_scale : float
         :math:`\gamma > 0`, small for the feature-learning regime (the paper: 1e-5).
-    init : {"random", "balanced"}
+    init : {"random", "balanced", "rank_one"}
+        ``rank_one`` materialises :func:`init_rank_one` with random unit :math:`u_l` (the
+        simulations keep it factored instead; see :class:`RankOneParams`).
     dtype : jnp.dtype, default float64
 
     Returns
@@ -53,6 +139,8 @@ def init_params(key, dim, depth, init_scale, *, init="random", dtype=jnp.float64
     depth = v.integer("depth", depth, low=2)
     init_scale = float(v.real_array("init_scale", init_scale, low=0.0, low_open=True))
     init = v.choice("init", init, INITS)
+    if init == "rank_one":
+        return rank_one_to_dense(key, init_rank_one(key, dim, depth, init_scale, dtype=dtype))
     keys = jax.random.split(key, depth)
     if init == "random":
         hidden = [
