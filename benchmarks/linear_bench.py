@@ -2,7 +2,8 @@
 
 Prints, in one run:
 
-(a) this engine: steps per second of each training stage, and the time per cell (pretrain,
+(a) this engine: time per step, for rank-one chains (``init = "rank_one"``, O(D) per step in the
+    data's eigenbasis) and for dense layers (O(L D^2) per step), and the time per cell (pretrain,
     scratch, linear + ridge transfer, fine-tune, exact endpoints and theory) at D = 500 with
     20 instances for alpha in {0.5, 0.9, 1.5};
 (b) the same gradient descent written the plain way (autodiff through the n x D data every step,
@@ -16,6 +17,7 @@ Prints, in one run:
     their step count times the measured per-step time of the plain implementation.
 
 Usage: python benchmarks/linear_bench.py [--dim 500] [--instances 20] [--alphas 0.5 0.9 1.5]
+       [--init rank_one|random]   (the init of part (d); random takes about 30 minutes)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from featurefate import training as tr
 from featurefate import transfer
 from featurefate._jax import jax, jnp
 from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell
+from featurefate.nets.linear import RankOneParams
 from featurefate.tasks import draw_instances
 
 THETA, SIGMA = np.pi / 4, 0.2
@@ -69,17 +72,21 @@ def plain_runner(lr, steps):
     return jax.jit(jax.vmap(one))
 
 
-def engine_runner(stats, lr, steps):
-    """This engine's compiled inner loop: ``steps`` fixed-size steps, no stopping."""
+def engine_runner(stats, lr, steps, params):
+    """This engine's compiled inner loop: ``steps`` fixed-size steps, no stopping.
+
+    Dense layers run :func:`featurefate.training._run_chunk`; rank-one chains run
+    :func:`featurefate.training._run_chunk_rank_one` on their state in the data's eigenbasis.
+    """
     k = stats.b.shape[0]
-
-    def run(params):
-        return tr._run_chunk(
-            params, stats, jnp.ones(k, dtype=bool), jnp.zeros(k, dtype=jnp.int64),
-            jnp.zeros(k), steps + 1, jnp.inf, eta=0.5, fixed_lr=lr, tol=-1.0, length=steps,
-        )[0]  # fmt: skip
-
-    return run
+    counters = (jnp.ones(k, dtype=bool), jnp.zeros(k, dtype=jnp.int64), jnp.zeros(k))
+    options = {"eta": 0.5, "fixed_lr": lr, "tol": -1.0, "length": steps}
+    if isinstance(params, RankOneParams):
+        state, _, constants = tr._rotate_in(params, stats)
+        return lambda: tr._run_chunk_rank_one(
+            state, constants, *counters, steps + 1, jnp.inf, **options
+        )[0]
+    return lambda: tr._run_chunk(params, stats, *counters, steps + 1, jnp.inf, **options)[0]
 
 
 def main():
@@ -91,6 +98,7 @@ def main():
     parser.add_argument(
         "--per-step-only", action="store_true", help="skip the time-to-solution part (d)"
     )
+    parser.add_argument("--init", choices=["rank_one", "random"], default="rank_one")
     args = parser.parse_args()
     dim, k = args.dim, args.instances
     print(f"featurefate deep linear benchmark: D = {dim}, L = 2, {k} instances, float64")
@@ -104,8 +112,9 @@ def main():
     print()
 
     header = (
-        f"{'alpha':>5} {'engine ms/step':>14} {'plain ms/step':>13} {'speed-up':>8} "
-        f"{'engine roofline':>15} {'plain roofline':>14}"
+        f"{'alpha':>5} {'rank-one ms':>11} {'dense ms':>8} {'plain ms':>8} "
+        f"{'plain/rank-one':>14} {'plain/dense':>11} "
+        f"{'rank-one roof':>13} {'dense roof':>10} {'plain roof':>10}"
     )
     print("(a, b) per step at equal step size and count (fine-tuning loss of the target sample)")
     print(header)
@@ -115,27 +124,38 @@ def main():
     for alpha in args.alphas:
         n = round(alpha * dim)
         inst = draw_instances(dim, n, THETA, SIGMA, k, seed=1)
-        params = transfer._init_batch(key, k, dim, 2, 1e-2, "random")
         stats = tr.empirical_statistics(inst.X, inst.y)
-        engine, plain = engine_runner(stats, 1e-3, steps), plain_runner(1e-3, steps)
+        dense_params = transfer._init_batch(key, k, dim, 2, 1e-2, "random")
+        chain = transfer._init_batch(key, k, dim, 2, 1e-2, "rank_one")
+        rank_one = engine_runner(stats, 1e-3, 100 * steps, chain)
+        dense = engine_runner(stats, 1e-3, steps, dense_params)
+        plain = plain_runner(1e-3, steps)
         X, y = jnp.asarray(inst.X), jnp.asarray(inst.y)
-        jax.block_until_ready((engine(params), plain(params, X, y)))  # compile
-        t_engine = best_of(lambda e=engine, p=params: e(p)) / steps
-        t_plain = best_of(lambda f=plain, p=params, X=X, y=y: f(p, X, y)) / steps
+        jax.block_until_ready((rank_one(), dense(), plain(dense_params, X, y)))  # compile
+        t_rank_one = best_of(rank_one) / (100 * steps)
+        t_dense = best_of(dense) / steps
+        t_plain = best_of(lambda f=plain, p=dense_params, X=X, y=y: f(p, X, y)) / steps
         plain_per_step[alpha] = t_plain
-        # engine: the (D, D) layer must at least be read and written once per step
-        engine_floor = 2 * layer_bytes / bandwidth
+        # rank-one: read z and the two constant vectors (eigenvalues, b), write z: 4 K D floats
+        rank_one_floor = 4 * k * dim * 8 / bandwidth
+        # dense: the (D, D) layer must at least be read and written once per step
+        dense_floor = 2 * layer_bytes / bandwidth
         # plain: forward X W^T and the weight gradient X^T (delta W_2), 2 n D^2 flops each
         plain_floor = 2 * 2 * n * dim * dim * k / flops
         print(
-            f"{alpha:5.2f} {1e3 * t_engine:14.2f} {1e3 * t_plain:13.2f} {t_plain / t_engine:7.1f}x "
-            f"{engine_floor / t_engine:14.0%} {plain_floor / t_plain:13.0%}"
+            f"{alpha:5.2f} {1e3 * t_rank_one:11.3f} {1e3 * t_dense:8.2f} {1e3 * t_plain:8.2f} "
+            f"{t_plain / t_rank_one:13.0f}x {t_plain / t_dense:10.1f}x "
+            f"{rank_one_floor / t_rank_one:13.0%} {dense_floor / t_dense:10.0%} "
+            f"{plain_floor / t_plain:10.0%}"
         )
     print()
 
     if args.per_step_only:
         return
-    print("(a, d) time to solution per cell, against the exact gradient-flow endpoints")
+    print(
+        f"(a, d) time to solution per cell, against the exact gradient-flow endpoints "
+        f"(init = {args.init}, scale 1e-5, for both)"
+    )
     print(
         f"{'alpha':>5} {'stage':>9} {'engine steps':>12} {'engine s':>8} {'gap':>8} | "
         f"{'authors steps':>13} {'plain s (est.)':>14} {'gap':>8} {'speed-up':>8}"
@@ -145,13 +165,19 @@ def main():
         n = round(alpha * dim)
         inst = draw_instances(dim, n, THETA, SIGMA, k, seed=2)
         stats = tr.empirical_statistics(inst.X, inst.y)
-        params = transfer._init_batch(key, k, dim, 2, 1e-5, "random")
+        params = transfer._init_batch(key, k, dim, 2, 1e-5, args.init)
         t_plain = plain_per_step[alpha]
         exact = {
             "scratch": est.min_norm_fit(inst.X, inst.y),
             "finetune": est.finetune_fit(inst.X, inst.y, inst.beta_s, variant="exact"),
         }
-        config = LinearPhaseConfig(dim=dim, n_instances=k, lam=(0.1,))
+        config = LinearPhaseConfig(
+            dim=dim,
+            n_instances=k,
+            lam=(0.1,),
+            init=args.init,
+            training=transfer.TrainingOptions(max_steps=50_000),  # as configs/paper-linear.toml
+        )
         start = time.perf_counter()
         run_cell(config, {"alpha": alpha, "theta": THETA, "sigma": SIGMA}, seed=2)
         cell_time = time.perf_counter() - start

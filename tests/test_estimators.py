@@ -30,6 +30,38 @@ def test_min_norm_fit_is_pseudo_inverse_solution(problem):
         assert_allclose(np.einsum("kdn,ken,ke->kd", rows, rows, w), w, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(20, 50), (50, 50), (80, 50)], ids=["wide", "square", "tall"])
+def test_gram_svd_agrees_with_lapack(shape):
+    X = np.random.default_rng(3).standard_normal((3, *shape))
+    U, s, Vt = est.gram_svd(X)
+    s0 = est.thin_svd(X)[1]
+    # square Gaussian matrices have sigma_min / sigma_max ~ 1e-3: relative error ~ eps / 1e-6
+    assert_allclose(s, s0, rtol=1e-9)
+    assert_allclose((U * s[:, None, :]) @ Vt, X, atol=1e-12)
+    assert_allclose(
+        Vt @ np.swapaxes(Vt, 1, 2),
+        np.broadcast_to(np.eye(s.shape[1]), U.shape[:1] + (s.shape[1],) * 2),
+        atol=1e-8,
+    )
+    y = np.random.default_rng(4).standard_normal((3, shape[0]))
+    assert_allclose(
+        est._pinv_solve(X, y[..., None], (U, s, Vt)), est._pinv_solve(X, y[..., None]), atol=1e-8
+    )
+
+
+def test_gram_svd_drops_unresolvable_directions():
+    """A rank-3 (10, 40) matrix: 7 exact zeros, zero vectors, and the same pseudo-inverse."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((1, 10, 3)) @ rng.standard_normal((1, 3, 40))
+    U, s, Vt = est.gram_svd(X)
+    assert np.count_nonzero(s) == 3 and np.all(s[0, 3:] == 0.0)
+    assert np.all(Vt[0, 3:] == 0.0) and np.all(U[0, :, 3:] == 0.0)
+    y = rng.standard_normal((1, 10))
+    assert_allclose(
+        est._pinv_solve(X, y[..., None], (U, s, Vt)), est._pinv_solve(X, y[..., None]), atol=1e-10
+    )
+
+
 def test_frozen_identity_features_are_min_norm_and_ridge():
     inst = draw_instances(20, 15, 0.4, 0.2, 3, seed=2)
     eye = np.eye(20)

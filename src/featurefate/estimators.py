@@ -15,12 +15,44 @@ from featurefate.theory.linear import FINETUNE_VARIANTS, solve_finetune_scale
 
 
 def thin_svd(X):
-    """Thin SVD ``(U, s, Vt)`` of each data matrix, shape (..., n, D).
+    """Thin SVD ``(U, s, Vt)`` of each data matrix, shape (..., n, D), by LAPACK.
 
-    The one factorisation of the data a simulated cell needs:
-    :func:`featurefate.training.empirical_statistics` and :func:`exact_endpoints` both accept it.
+    :func:`featurefate.training.empirical_statistics` and :func:`exact_endpoints` accept it, or
+    the faster :func:`gram_svd`.
     """
     return np.linalg.svd(np.asarray(X, dtype=np.float64), full_matrices=False)
+
+
+def gram_svd(X):
+    r"""Thin SVD ``(U, s, Vt)`` of each data matrix from the eigendecomposition of its Gram matrix.
+
+    With :math:`m = \min(n, D)`, the symmetric eigenproblem of the :math:`m \times m` Gram
+    matrix (:math:`X X^\top` or :math:`X^\top X`) gives :math:`\sigma^2` and one set of
+    singular vectors; the other is :math:`X^\top u / \sigma` (or :math:`X v / \sigma`).
+    On this project's machines it is 5-8x faster than LAPACK's SVD of a wide (K, n, D) batch.
+
+    Accuracy: singular values carry an absolute error of order
+    :math:`\epsilon\, \sigma_{\max}^2 / \sigma` instead of :math:`\epsilon\, \sigma_{\max}`,
+    so directions with :math:`\sigma^2 \le \max(n, D)\, \epsilon\, \sigma_{\max}^2` are
+    returned as exactly 0, with zero singular vectors: the data has no resolvable variance along
+    them, and every consumer treats them as the null space. For Gaussian data the smallest
+    singular value stays far above that cutoff even at n = D (:math:`\sigma_{\min} /
+    \sigma_{\max} \sim 10^{-3}` at D = 500), where the relative error of the smallest one is
+    about 1e-10.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, dim = X.shape[-2:]
+    Xt = np.swapaxes(X, -1, -2)
+    wide = n <= dim
+    eigval, eigvec = np.linalg.eigh(X @ Xt if wide else Xt @ X)
+    eigval, eigvec = eigval[..., ::-1], eigvec[..., ::-1]  # largest first
+    keep = eigval > max(n, dim) * np.finfo(np.float64).eps * eigval[..., :1]
+    s = np.sqrt(np.where(keep, eigval, 0.0))
+    inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)[..., None, :]
+    eigvec = np.where(keep[..., None, :], eigvec, 0.0)
+    if wide:
+        return eigvec, s, np.swapaxes((Xt @ eigvec) * inv, -1, -2)
+    return (X @ eigvec) * inv, s, np.swapaxes(eigvec, -1, -2)
 
 
 def _pinv_solve(X, Y, svd=None):

@@ -161,7 +161,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         progress=stage("pretrain"),
         **net,
     )
-    svd = est.thin_svd(inst.X)  # the cell's one factorisation of the data
+    svd = est.gram_svd(inst.X)  # the cell's one factorisation of the data
     stats = empirical_statistics(inst.X, inst.y, svd=svd)
     sc = scratch(
         inst.X,
