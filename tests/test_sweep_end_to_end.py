@@ -21,6 +21,7 @@ import xarray as xr
 import zarr
 
 from featurefate import sweep
+from featurefate.sweep.executors import local_executor
 
 CONFIG = """
 experiment = "linear_phase"
@@ -238,3 +239,15 @@ def test_cli_figure_and_export_from_a_store(reference_store, tmp_path, capsys):
         np.testing.assert_array_equal(
             nc.error_linear, sweep.open_results(reference_store).error_linear
         )
+
+
+def _worker_threading():
+    return {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
+
+
+def test_local_workers_start_with_single_threaded_blas_and_xla():
+    """Set in the driver's environment: in the worker it would come after NumPy loaded BLAS."""
+    with local_executor(1) as pool:
+        environ = pool.submit(_worker_threading).result(timeout=120)
+    assert environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert "intra_op_parallelism_threads=1" in environ["XLA_FLAGS"]

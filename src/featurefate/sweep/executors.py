@@ -26,18 +26,27 @@ from featurefate import _validation as v
 _SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
+_BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _single_thread_environment(environ) -> None:
+    flags = environ.get("XLA_FLAGS", "")
+    if _SINGLE_THREAD_XLA not in flags:
+        environ["XLA_FLAGS"] = f"{flags} {_SINGLE_THREAD_XLA}".strip()
+    for name in _BLAS_THREADS:
+        environ.setdefault(name, "1")
+
+
 def single_thread_xla() -> bool:
     """Limit XLA (and BLAS) to one thread in this process, if JAX has not started yet.
 
-    Returns whether the setting could still take effect.
+    Returns whether the setting could still take effect. BLAS reads its variable when NumPy is
+    first imported, so for BLAS this is only effective in a process that has not imported NumPy;
+    :func:`local_executor` therefore also hands the settings to its workers' environment.
     """
     if "jax" in sys.modules:
         return False
-    flags = os.environ.get("XLA_FLAGS", "")
-    if _SINGLE_THREAD_XLA not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_SINGLE_THREAD_XLA}".strip()
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, "1")
+    _single_thread_environment(os.environ)
     return True
 
 
@@ -62,8 +71,16 @@ def _init_worker(parent: int) -> None:
 
 
 def local_executor(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes, each ending when the driver process ends."""
+    """A pool of ``workers`` spawned processes, each ending when the driver process ends.
+
+    The workers start with XLA and BLAS limited to one thread: the driver sets the variables of
+    :func:`single_thread_xla` in its own environment (where unset), which spawned processes
+    inherit. Setting them in the worker is too late for BLAS: unpickling the worker's
+    initializer imports NumPy, and with it OpenBLAS, which would then start one thread per
+    core in every worker (oversubscribed, its spinning threads made cells up to 10x slower).
+    """
     workers = v.integer("workers", workers, low=1)
+    _single_thread_environment(os.environ)
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
