@@ -242,12 +242,17 @@ def test_cli_figure_and_export_from_a_store(reference_store, tmp_path, capsys):
 
 
 def _worker_threading():
-    return {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
+    environ = {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
+    return environ, len(os.listdir("/proc/self/task"))
 
 
 def test_local_workers_start_with_single_threaded_blas_and_xla():
     """Set in the driver's environment: in the worker it would come after NumPy loaded BLAS."""
     with local_executor(1) as pool:
-        environ = pool.submit(_worker_threading).result(timeout=120)
+        environ, threads = pool.submit(_worker_threading).result(timeout=120)
     assert environ["OPENBLAS_NUM_THREADS"] == "1"
     assert "intra_op_parallelism_threads=1" in environ["XLA_FLAGS"]
+    if sys.platform.startswith("linux"):
+        # the main thread and the parent watch; OpenBLAS started too early would add its own
+        # (4 threads in all on the 2-core development machine, before this was fixed)
+        assert threads == 2
