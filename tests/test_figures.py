@@ -119,3 +119,28 @@ def test_explicit_colour_limit(vlim):
     )
     norm = fig.axes[0].collections[0].norm
     assert (norm.vmin, norm.vmax) == (-vlim, vlim)
+
+
+def test_cells_with_instances_at_the_step_limit_get_a_cross_not_a_sign():
+    import xarray as xr
+
+    from featurefate.figures.linear import _at_step_limit, _sign_markers
+
+    alpha, theta = np.array([0.5, 1.0]), np.array([0.3, 0.6, 0.9])
+    converged = np.ones((3, 2, 4), dtype=bool)
+    converged[1, 1, 2] = False  # one instance of the (theta = 0.6, alpha = 1) cell stopped
+    s = xr.Dataset(
+        {
+            "converged_scratch": (("theta", "alpha", "instance"), converged),
+            "t": (("theta", "alpha"), np.full((3, 2), -0.5)),
+            "se": (("theta", "alpha"), np.full((3, 2), 0.01)),
+        },
+        coords={"alpha": alpha, "theta": theta},
+    )
+    at_limit = _at_step_limit(s, ("scratch", "finetune"))
+    assert at_limit.values.tolist() == [[False, False], [False, True], [False, False]]
+    fig = Figure()
+    ax = fig.add_subplot()
+    _sign_markers(ax, s.t, s.se, at_limit)
+    counts = [len(c.get_offsets()) for c in ax.collections]
+    assert counts == [5, 0, 0, 1]  # negative, positive, unclear, at the step limit

@@ -374,14 +374,15 @@ def test_run_cell_dataset_contract_and_seeding():
     assert methods[:2] == ["scratch", "linear"] and len(methods) == 6
 
 
-def test_simulate_point_json(capsys):
+@pytest.mark.parametrize("init", ["random", "rank_one"])
+def test_simulate_point_json(capsys, init):
     argv = ["simulate", "point", "--alpha", "0.5", "--theta", "0.7", "--sigma", "0.2"]
-    argv += ["--dim", "40", "--instances", "3", "--json"]
+    argv += ["--dim", "40", "--instances", "3", "--init", init, "--json"]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 20
+    assert result["n"] == 20 and result["init"] == init
     scratch_row = result["methods"][0]
     assert scratch_row["method"] == "scratch" and scratch_row["converged"] == "3/3"
 
@@ -392,6 +393,11 @@ def test_simulate_point_bad_input_is_one_line(capsys):
         main([*argv, "--depth", "1"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == ["error: depth must be an integer >= 2; got 1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--init", "orthogonal"])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "init" in line and "rank_one" in line and "orthogonal" in line
 
 
 def test_stage_options_decide_each_stages_step_rule():

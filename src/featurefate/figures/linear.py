@@ -43,28 +43,47 @@ def _scale_note(sim: xr.Dataset) -> str:
     )
 
 
-def _sign_markers(ax, t: xr.DataArray, se: xr.DataArray) -> None:
-    """Mark each simulated cell: red down-triangle if T < -2 se, blue up-triangle if T > 2 se."""
+def _at_step_limit(s: xr.Dataset, stages) -> xr.DataArray | None:
+    """Cells (theta, alpha) where an instance of one of ``stages`` stopped at the step limit."""
+    names = [f"converged_{stage}" for stage in stages if f"converged_{stage}" in s]
+    if not names:
+        return None
+    stopped = sum((~s[name].fillna(True).astype(bool)).any("instance") for name in names)
+    return (stopped > 0).transpose("theta", "alpha")
+
+
+def _sign_markers(ax, t: xr.DataArray, se: xr.DataArray, at_limit=None) -> None:
+    """Mark each simulated cell: red down-triangle if T < -2 se, blue up-triangle if T > 2 se.
+
+    Cells in ``at_limit`` (:func:`_at_step_limit`) get a grey cross instead: an instance there
+    is not at its endpoint, so its sign is not the endpoint's.
+    """
     clear = np.abs(t) > SIGN_ATOL
     t = t.transpose("theta", "alpha")
     se = se.transpose("theta", "alpha")
     a, th = np.meshgrid(t.alpha.values, t.theta.values)
     tv, sv = t.values, se.values
     clear = clear.transpose("theta", "alpha").values
-    neg, pos = clear & (tv < -2 * sv), clear & (tv > 2 * sv)
-    unclear = np.isfinite(tv) & ~neg & ~pos
+    limit = np.zeros(tv.shape, dtype=bool) if at_limit is None else at_limit.values
+    neg, pos = clear & (tv < -2 * sv) & ~limit, clear & (tv > 2 * sv) & ~limit
+    unclear = np.isfinite(tv) & ~neg & ~pos & ~limit
     kw = {"s": 22, "edgecolors": "black", "linewidths": 0.5, "zorder": 3}
     ax.scatter(a[neg], th[neg], marker="v", color="#b2182b", **kw)
     ax.scatter(a[pos], th[pos], marker="^", color="#2166ac", **kw)
     ax.scatter(a[unclear], th[unclear], marker="o", color="white", **kw)
+    ax.scatter(a[limit], th[limit], marker="x", color="0.35", s=22, linewidths=1.0, zorder=3)
 
 
-def _sign_legend(ax) -> None:
+def _sign_legend(ax, at_limit=None) -> None:
     handles = [
         Line2D([], [], ls="", marker="v", mfc="#b2182b", mec="black", label="simulated T < 0"),
         Line2D([], [], ls="", marker="^", mfc="#2166ac", mec="black", label="simulated T > 0"),
         Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="|T| < 2 s.e. or 1e-3"),
     ]
+    if at_limit is not None and bool(at_limit.any()):
+        handles.append(
+            Line2D([], [], ls="", marker="x", mec="0.35", label="instances at the step limit")
+        )
     ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.85)
 
 
@@ -141,12 +160,13 @@ def plot_linear_transfer(sim: xr.Dataset, theory: xr.Dataset, *, sigma: float) -
     )
     ax = axes[1, 0]
     _negative_region(ax, theory)
-    _sign_markers(ax, s.transferability_linear, s.transferability_linear_stderr)
+    at_limit = _at_step_limit(s, ("scratch",))
+    _sign_markers(ax, s.transferability_linear, s.transferability_linear_stderr, at_limit)
     _theta_axis(ax)
     ax.set_xlim(0, float(theory.alpha.max()))
     ax.set_ylim(float(theory.theta.min()), float(theory.theta.max()))
     ax.set_title("(c) negative transfer: theory (shaded) and simulation", fontsize=_SIZE)
-    _sign_legend(ax)
+    _sign_legend(ax, at_limit)
     _slices(
         axes[1, 1],
         s.transferability_linear,
@@ -212,6 +232,7 @@ def plot_ridge(
             ax,
             s.transferability_ridge.sel(lam=lam_sim),
             s.transferability_ridge_stderr.sel(lam=lam_sim),
+            _at_step_limit(s, ("scratch",)),
         )
     fig.suptitle(f"Ridge linear transfer, σ = {sigma:g}; {_scale_note(sim)}")
     return fig
@@ -238,8 +259,9 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
     plot_phase_diagram(
         theories["exact"], ax=axes[1], title="(b) corrected theory (D → ∞), simulated signs"
     )
-    _sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr)
-    _sign_legend(axes[1])
+    at_limit = _at_step_limit(s, ("scratch", "finetune"))
+    _sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)
+    _sign_legend(axes[1], at_limit)
     _slices(
         axes[2],
         s.transferability_finetune,
