@@ -219,6 +219,25 @@ def layer_gradients(params, grad_w):
     return ups, _downstream(params, grad_w), w
 
 
+def _step_size(
+    loss, loss_min, active, norms2, grad_w_norm, lam_max, grad_norm, *, eta, fixed_lr, tol, max_move
+):
+    r"""The step rule of both engines (module docstring): ``(lr, still_active)`` of one network.
+
+    ``grad_norm`` is a callable giving :math:`\|\nabla_\theta \mathcal L\|` over all layers,
+    evaluated only when ``max_move`` caps the step. An instance whose loss is within ``tol`` of
+    its minimum stops (``lr = 0``).
+    """
+    if fixed_lr is None:
+        lr = eta / curvature_bound(norms2, grad_w_norm, lam_max)
+        if max_move is not None:
+            lr = jnp.minimum(lr, max_move / grad_norm())
+    else:
+        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
+    active = active & (loss - loss_min > tol)
+    return jnp.where(active, lr, 0.0), active
+
+
 def _one_step(
     params, norms2, ups, w, R, b, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move
 ):
@@ -236,17 +255,11 @@ def _one_step(
     loss = w @ Sw - 2.0 * (b @ w) + c
     grad_w = 2.0 * (Sw - b)
     downs = _downstream(params, grad_w)
-    if fixed_lr is None:
-        lr = eta / curvature_bound(norms2, jnp.linalg.norm(grad_w), lam_max)
-        if max_move is not None:
-            grad_norm = jnp.sqrt(
-                sum((up @ up) * (down @ down) for up, down in zip(ups, downs, strict=True))
-            )
-            lr = jnp.minimum(lr, max_move / grad_norm)
-    else:
-        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
-    active = active & (loss - loss_min > tol)
-    lr = jnp.where(active, lr, 0.0)
+    lr, active = _step_size(
+        loss, loss_min, active, norms2, jnp.linalg.norm(grad_w), lam_max,
+        lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
+        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
+    )  # fmt: skip
     # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
     rows_below = [w, *ups[: depth - 1]]
     new_params, new_norms2 = [], []
@@ -259,61 +272,57 @@ def _one_step(
     return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss, active
 
 
-@partial(jax.jit, static_argnames=("eta", "fixed_lr", "tol", "length", "max_move"))
-def _run_chunk(
-    params,
-    stats,
-    active,
-    steps,
-    time,
-    max_steps,
-    max_time,
-    *,
-    eta,
-    fixed_lr,
-    tol,
-    length,
-    max_move=None,
-):
-    step = jax.vmap(
-        partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move),
-        in_axes=(0, 0, 0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
-    )
-    # exact norms at the start of every chunk; tracked in closed form within it
-    norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
-    ups, w = jax.vmap(upstream_rows)(params)
+def _loop(step, state, active, steps, time, max_steps, max_time, length):
+    """Up to ``length`` calls of ``step(state, can_go) -> (state, lr, loss, moved)`` on a batch.
+
+    Counts steps and gradient-flow time per instance; an instance that did not move although it
+    could has converged. The loop ends early once every instance has stopped.
+    """
 
     def going(active, steps, time):
         return active & (steps < max_steps) & (time < max_time)
 
     def cond(carry):
-        _, _, _, _, active, steps, time, _, count = carry
+        _, active, steps, time, _, count = carry
         return (count < length) & jnp.any(going(active, steps, time))
 
     def body(carry):
-        params, norms2, ups, w, active, steps, time, loss, count = carry
+        state, active, steps, time, _, count = carry
         can_go = going(active, steps, time)
-        params, norms2, ups, w, lr, loss, moved = step(
-            params,
-            norms2,
-            ups,
-            w,
-            stats.R,
-            stats.b,
-            stats.c,
-            stats.lam_max,
-            stats.loss_min,
-            can_go,
-        )
-        converged_now = can_go & ~moved
-        active = active & ~converged_now
-        return params, norms2, ups, w, active, steps + moved, time + lr, loss, count + 1
+        state, lr, loss, moved = step(state, can_go)
+        active = active & ~(can_go & ~moved)
+        return state, active, steps + moved, time + lr, loss, count + 1
 
-    # the chunk ends early once every instance has stopped
-    loss0 = jnp.full(active.shape, jnp.inf)
-    carry = (params, norms2, ups, w, active, steps, time, loss0, 0)
-    params, _, _, _, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
-    return params, active, steps, time, loss
+    carry = (state, active, steps, time, jnp.full(active.shape, jnp.inf), 0)
+    state, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
+    return state, active, steps, time, loss
+
+
+_CHUNK_STATIC = ("eta", "fixed_lr", "tol", "length", "max_move")
+
+
+@partial(jax.jit, static_argnames=_CHUNK_STATIC)
+def _run_chunk(params, stats, active, steps, time, max_steps, max_time, *, eta, fixed_lr, tol,
+               length, max_move=None):  # fmt: skip
+    """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
+    one = jax.vmap(
+        partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move),
+        in_axes=(0, 0, 0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
+    )
+    constants = (stats.R, stats.b, stats.c, stats.lam_max, stats.loss_min)
+
+    def step(state, can_go):
+        *state, lr, loss, moved = one(*state, *constants, can_go)
+        return tuple(state), lr, loss, moved
+
+    # exact norms at the start of every chunk; tracked in closed form within it
+    norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
+    ups, w = jax.vmap(upstream_rows)(params)
+    state = (params, norms2, ups, w)
+    state, active, steps, time, loss = _loop(
+        step, state, active, steps, time, max_steps, max_time, length
+    )
+    return state[0], active, steps, time, loss
 
 
 def _others(amplitudes):
@@ -357,58 +366,28 @@ def _rank_one_step(
         jnp.maximum(gain * gain * lam_z2 - 2.0 * gain * b_lam_z + jnp.sum(b_rot * b_rot), 0.0)
     )
     s_dot_g = 2.0 * (gain * z_lam_z - b_z)
-    if fixed_lr is None:
-        norms2 = [zz + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
-        lr = eta / curvature_bound(norms2, grad_w_norm, lam_max)
-        if max_move is not None:
-            grad_norm = jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2))
-            lr = jnp.minimum(lr, max_move / grad_norm)
-    else:
-        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
-    active = active & (loss - loss_min > tol)
-    lr = jnp.where(active, lr, 0.0)
+    norms2 = [zz + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
+    lr, active = _step_size(
+        loss, loss_min, active, norms2, grad_w_norm, lam_max,
+        lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
+        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
+    )  # fmt: skip
     # z - lr A g, written as one fused pass
     new_z = z - (2.0 * lr * gain) * (gain * lam_z - b_rot)
     return new_z, amplitudes - lr * others * s_dot_g, lr, loss, active
 
 
-@partial(jax.jit, static_argnames=("eta", "fixed_lr", "tol", "length", "max_move"))
-def _run_chunk_rank_one(
-    state,
-    constants,
-    active,
-    steps,
-    time,
-    max_steps,
-    max_time,
-    *,
-    eta,
-    fixed_lr,
-    tol,
-    length,
-    max_move=None,
-):
+@partial(jax.jit, static_argnames=_CHUNK_STATIC)
+def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, *, eta,
+                        fixed_lr, tol, length, max_move=None):  # fmt: skip
     """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
-    step = jax.vmap(partial(_rank_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move))
+    one = jax.vmap(partial(_rank_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move))
 
-    def going(active, steps, time):
-        return active & (steps < max_steps) & (time < max_time)
+    def step(state, can_go):
+        z, amplitudes, lr, loss, moved = one(*state, *constants, can_go)
+        return (z, amplitudes), lr, loss, moved
 
-    def cond(carry):
-        _, _, active, steps, time, _, count = carry
-        return (count < length) & jnp.any(going(active, steps, time))
-
-    def body(carry):
-        z, amplitudes, active, steps, time, loss, count = carry
-        can_go = going(active, steps, time)
-        z, amplitudes, lr, loss, moved = step(z, amplitudes, *constants, can_go)
-        active = active & ~(can_go & ~moved)
-        return z, amplitudes, active, steps + moved, time + lr, loss, count + 1
-
-    loss0 = jnp.full(active.shape, jnp.inf)
-    carry = (*state, active, steps, time, loss0, 0)
-    z, amplitudes, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
-    return (z, amplitudes), active, steps, time, loss
+    return _loop(step, state, active, steps, time, max_steps, max_time, length)
 
 
 @jax.jit
