@@ -13,6 +13,13 @@ thin factor :math:`S = R^\top R` with :math:`\min(n, D)` rows. A step therefore 
 :math:`O(L D^2)` whatever n is (the data enter only through ``R``, ``b`` and ``c``), and the
 gradient is taken by autodiff through the end-to-end vector, never through the data.
 
+Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_one"``) are
+trained by a second engine that takes the same steps in O(D): in the eigenbasis of
+:math:`S = V^\top \mathrm{diag}(\lambda) V` only the first layer's factor and the amplitudes
+move, and every quantity of the dense step (loss, gradient norms, step size, stopping rule)
+is a few sums over D numbers (:func:`_rank_one_step`). Both engines share the step rule
+(:func:`_step_size`) and the loop (:func:`_loop`).
+
 Step size. By default (``step_size="auto"``) every instance takes, at every step, the step
 :math:`\eta / H_t` where :math:`H_t` bounds the largest eigenvalue of the loss Hessian in the
 parameters at the current point,

@@ -23,6 +23,11 @@ residual scale 1e-5 and far below the learned scale 1). The fit itself is exact:
 (or ridge) solution of the convex last-layer problem, which is where gradient flow on the last
 layer from the pretrained value goes, up to the pretrained last layer's O(init_scale) component
 outside the data's span. ``rcond=0`` keeps every direction, to reproduce the pitfall.
+
+With ``init="rank_one"`` the networks are balanced rank-one chains
+(:class:`featurefate.nets.linear.RankOneParams`), trained in O(D) per step by the same gradient
+descent; their hidden features have exactly one direction, so there are no residual
+directions and linear transfer fits that one feature.
 """
 
 from __future__ import annotations
