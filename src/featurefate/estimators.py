@@ -55,14 +55,19 @@ def gram_svd(X):
     return (X @ eigvec) * inv, s, np.swapaxes(eigvec, -1, -2)
 
 
+def resolvable(s, shape):
+    """The singular values ``s`` (largest first) of matrices of ``shape`` (..., n, D) above
+    NumPy's pseudo-inverse cutoff ``max(n, D) * eps * s_max``: a boolean mask."""
+    return s > max(shape[-2:]) * np.finfo(np.float64).eps * s[..., :1]
+
+
 def _pinv_solve(X, Y, svd=None):
     """Apply :math:`X^+` to the columns of Y, shape (..., n, m), from one thin SVD of X.
 
     ``svd``: :func:`thin_svd` of X, if already computed.
     """
     U, s, Vt = thin_svd(X) if svd is None else svd
-    cutoff = max(X.shape[-2:]) * np.finfo(np.float64).eps * s[..., :1]
-    keep = s > cutoff
+    keep = resolvable(s, X.shape)
     inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
     coef = inv[..., None] * (np.swapaxes(U, -1, -2) @ Y)
     return np.swapaxes(Vt, -1, -2) @ coef

@@ -8,8 +8,8 @@ Losses come from sufficient statistics (SPEC section 1). With :math:`w` the end-
 
 which is the empirical loss :math:`\frac1n |Xw - y|^2` (a plain mean, no factor 1/2) for
 :math:`S = X^\top X / n`, :math:`b = X^\top y / n`, :math:`c = |y|^2 / n`, and the population loss
-:math:`|w - \beta|^2` for :math:`S = I`, :math:`b = \beta`, :math:`c = |\beta|^2`. S is kept as a
-thin factor :math:`S = R^\top R` with :math:`\min(n, D)` rows. A step therefore costs
+:math:`|w - \beta|^2` for :math:`S = I`, :math:`b = \beta`, :math:`c = |\beta|^2`. S enters as a
+thin factor :math:`S = R^\top R` with :math:`\min(n, D)` rows (:class:`Statistics`). A step costs
 :math:`O(L D^2)` whatever n is (the data enter only through ``R``, ``b`` and ``c``), and the
 gradient is taken by autodiff through the end-to-end vector, never through the data.
 
@@ -60,7 +60,7 @@ import numpy as np
 
 from featurefate import _validation as v
 from featurefate._jax import jax, jnp
-from featurefate.estimators import thin_svd
+from featurefate.estimators import resolvable, thin_svd
 from featurefate.nets.linear import (
     RankOneParams,
     conserved_quantities,
@@ -78,17 +78,15 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class Statistics(NamedTuple):
-    r"""Batched quadratic losses :math:`|R w|^2 - 2 b^\top w + c` and what training needs of them.
+    r"""Batched quadratic losses :math:`w^\top S w - 2 b^\top w + c` and what training needs of them.
 
-    ``R`` is a thin factor of the second-moment matrix, :math:`S = R^\top R` with
-    ``min(n, D)`` rows, so that :math:`S w` costs :math:`O(\min(n, D) D)`; ``R = None`` stands for
-    the identity (the population loss). The eigendecomposition
-    :math:`S = V^\top \mathrm{diag}(\lambda) V` comes with it (``R = diag(sqrt(lam)) V``), for the
-    rank-one engine, which works in S's eigenbasis.
+    S is kept as its eigendecomposition on its range, :math:`S = V^\top \mathrm{diag}(\lambda) V`
+    with ``min(n, D)`` rows in V, so that :math:`S w` costs :math:`O(\min(n, D) D)`;
+    ``V = None`` stands for the identity (the population loss). The rank-one engine works in
+    this eigenbasis; the dense engine uses the thin factor :attr:`R`, derived from it.
 
     Attributes
     ----------
-    R : jax.Array, shape (K, r, D), or None
     b : jax.Array, shape (K, D)
     c : jax.Array, shape (K,)
     lam_max : jax.Array, shape (K,)
@@ -101,13 +99,17 @@ class Statistics(NamedTuple):
         The eigenvalues of S, largest first.
     """
 
-    R: jax.Array | None
     b: jax.Array
     c: jax.Array
     lam_max: jax.Array
     loss_min: jax.Array
-    V: jax.Array | None = None
-    lam: jax.Array | None = None
+    V: jax.Array | None
+    lam: jax.Array
+
+    @property
+    def R(self) -> jax.Array | None:
+        r"""The thin factor :math:`R = \mathrm{diag}(\sqrt\lambda) V`, :math:`S = R^\top R` (None: identity)."""
+        return None if self.V is None else jnp.sqrt(self.lam)[..., None] * self.V
 
 
 def empirical_statistics(X, y, *, svd=None):
@@ -115,8 +117,8 @@ def empirical_statistics(X, y, *, svd=None):
 
     From the thin SVD :math:`X = U \mathrm{diag}(\sigma) V` (:func:`featurefate.estimators.thin_svd`, or ``svd``
     if already computed): :math:`S = X^\top X / n` has eigenvalues :math:`\sigma^2 / n` and
-    eigenvector rows V, and :math:`R = \mathrm{diag}(\sigma / \sqrt n) V`. Directions with
-    :math:`\sigma` below NumPy's pseudo-inverse cutoff count as the null space.
+    eigenvector rows V. Directions with :math:`\sigma` below NumPy's pseudo-inverse cutoff
+    (:func:`featurefate.estimators.resolvable`) count as the null space.
 
     Parameters
     ----------
@@ -130,13 +132,11 @@ def empirical_statistics(X, y, *, svd=None):
     _, sv, Vt = thin_svd(X) if svd is None else svd
     b = np.einsum("knd,kn->kd", X, y) / n
     c = np.sum(y**2, axis=1) / n
-    cutoff = sv[:, :1] * max(X.shape[1:]) * np.finfo(np.float64).eps
-    keep = sv > cutoff
+    keep = resolvable(sv, X.shape)
     lam = np.where(keep, sv**2 / n, 0.0)
     b_rot = np.einsum("krd,kd->kr", Vt, b)
     loss_min = c - np.sum(np.where(keep, b_rot**2 / np.where(keep, lam, 1.0), 0.0), axis=1)
     return Statistics(
-        R=jnp.asarray(np.sqrt(lam)[:, :, None] * Vt),
         b=jnp.asarray(b),
         c=jnp.asarray(c),
         lam_max=jnp.asarray(lam[:, 0]),
@@ -156,7 +156,6 @@ def population_statistics(beta):
     beta = np.asarray(beta, dtype=np.float64)
     k = beta.shape[0]
     return Statistics(
-        R=None,
         b=jnp.asarray(beta),
         c=jnp.asarray(np.sum(beta**2, axis=1)),
         lam_max=jnp.ones(k),
@@ -312,11 +311,12 @@ _CHUNK_STATIC = ("eta", "fixed_lr", "tol", "length", "max_move")
 def _run_chunk(params, stats, active, steps, time, max_steps, max_time, *, eta, fixed_lr, tol,
                length, max_move=None):  # fmt: skip
     """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
+    R = stats.R  # derived once per chunk
     one = jax.vmap(
         partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move),
-        in_axes=(0, 0, 0, 0, None if stats.R is None else 0, 0, 0, 0, 0, 0),
+        in_axes=(0, 0, 0, 0, None if R is None else 0, 0, 0, 0, 0, 0),
     )
-    constants = (stats.R, stats.b, stats.c, stats.lam_max, stats.loss_min)
+    constants = (R, stats.b, stats.c, stats.lam_max, stats.loss_min)
 
     def step(state, can_go):
         *state, lr, loss, moved = one(*state, *constants, can_go)
@@ -399,8 +399,9 @@ def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_ti
 
 @jax.jit
 def _batched_loss(params, stats):
-    in_axes = (0, None if stats.R is None else 0, 0, 0)
-    return jax.vmap(quadratic_loss, in_axes=in_axes)(params, stats.R, stats.b, stats.c)
+    R = stats.R
+    in_axes = (0, None if R is None else 0, 0, 0)
+    return jax.vmap(quadratic_loss, in_axes=in_axes)(params, R, stats.b, stats.c)
 
 
 @dataclass(frozen=True)
