@@ -124,7 +124,7 @@ def test_explicit_colour_limit(vlim):
 def test_cells_with_instances_at_the_step_limit_get_a_cross_not_a_sign():
     import xarray as xr
 
-    from featurefate.figures.linear import _at_step_limit, _sign_markers
+    from featurefate.figures.linear import _sign_markers, at_step_limit
 
     alpha, theta = np.array([0.5, 1.0]), np.array([0.3, 0.6, 0.9])
     converged = np.ones((3, 2, 4), dtype=bool)
@@ -137,7 +137,7 @@ def test_cells_with_instances_at_the_step_limit_get_a_cross_not_a_sign():
         },
         coords={"alpha": alpha, "theta": theta},
     )
-    at_limit = _at_step_limit(s, ("scratch", "finetune"))
+    at_limit = at_step_limit(s, ("scratch", "finetune"))
     assert at_limit.values.tolist() == [[False, False], [False, True], [False, False]]
     fig = Figure()
     ax = fig.add_subplot()

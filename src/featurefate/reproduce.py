@@ -25,6 +25,7 @@ from featurefate import _validation as v
 from featurefate.experiments.theory_phase import grid, phase_diagram, phase_stem
 from featurefate.figures.linear import (
     SIGN_ATOL,
+    at_step_limit,
     nearest,
     plot_finetune,
     plot_linear_transfer,
@@ -374,10 +375,7 @@ def linear_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
         )
     # a cell is compared with theory only when all its trained instances converged (an instance
     # at the step limit is not at its endpoint); agreement allows 3 s.e. plus the endpoint accuracy
-    converged = np.ones(sim.transferability_linear.shape, dtype=bool)
-    for stage in ("scratch", "finetune"):
-        flags = sim[f"converged_{stage}"].fillna(False).astype(bool)
-        converged &= flags.all("instance").transpose(*sim.transferability_linear.dims).values
+    converged = ~at_step_limit(sim).transpose(*sim.transferability_linear.dims).values
     for method, theory_name in (
         ("linear", "linear"),
         ("finetune", "finetune_paper"),

@@ -213,12 +213,13 @@ def significant_features(params, *, rcond=1e-3):
     """
     rcond = float(v.real_array("rcond", rcond, low=0.0, high=1.0))
     if isinstance(params, RankOneParams):
-        # one feature, exactly: Phi = (prod of the inner amplitudes) u_L s^T
-        scale = np.asarray(rank_one_feature_scale(params))
-        inner = np.asarray(params.s) * (scale / np.linalg.norm(params.s, axis=1))[:, None]
-        singular_values = np.zeros(params.s.shape)
-        singular_values[:, 0] = scale
-        return inner[:, None, :], np.ones(scale.shape[0], dtype=int), singular_values
+        # one feature, exactly: Phi = (prod of the inner amplitudes) u_L s^T, whose one row
+        # s_1 v_1^T is s times the product of the inner amplitudes' sizes
+        inner = np.prod(np.abs(np.asarray(params.amplitudes)[:, :-1]), axis=1)
+        feature = np.asarray(params.s) * inner[:, None]
+        singular_values = np.zeros(feature.shape)
+        singular_values[:, 0] = np.asarray(rank_one_feature_scale(params))
+        return feature[:, None, :], np.ones(feature.shape[0], dtype=int), singular_values
     phi = np.asarray(jax.vmap(hidden_features)(params))
     _, s, Vt = np.linalg.svd(phi)
     keep = s > rcond * s[:, :1]

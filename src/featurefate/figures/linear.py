@@ -43,19 +43,23 @@ def _scale_note(sim: xr.Dataset) -> str:
     )
 
 
-def _at_step_limit(s: xr.Dataset, stages) -> xr.DataArray | None:
-    """Cells (theta, alpha) where an instance of one of ``stages`` stopped at the step limit."""
+def at_step_limit(s: xr.Dataset, stages=("scratch", "finetune")) -> xr.DataArray | None:
+    """Cells where an instance of one of the trained ``stages`` stopped at the step limit.
+
+    Such a cell's transferability is not its endpoint's. Returns a boolean array over the cell
+    dimensions (``theta``, ``alpha`` first), or None when ``s`` has no convergence flags.
+    """
     names = [f"converged_{stage}" for stage in stages if f"converged_{stage}" in s]
     if not names:
         return None
     stopped = sum((~s[name].fillna(True).astype(bool)).any("instance") for name in names)
-    return (stopped > 0).transpose("theta", "alpha")
+    return (stopped > 0).transpose("theta", "alpha", ...)
 
 
 def _sign_markers(ax, t: xr.DataArray, se: xr.DataArray, at_limit=None) -> None:
     """Mark each simulated cell: red down-triangle if T < -2 se, blue up-triangle if T > 2 se.
 
-    Cells in ``at_limit`` (:func:`_at_step_limit`) get a grey cross instead: an instance there
+    Cells in ``at_limit`` (:func:`at_step_limit`) get a grey cross instead: an instance there
     is not at its endpoint, so its sign is not the endpoint's.
     """
     clear = np.abs(t) > SIGN_ATOL
@@ -160,7 +164,7 @@ def plot_linear_transfer(sim: xr.Dataset, theory: xr.Dataset, *, sigma: float) -
     )
     ax = axes[1, 0]
     _negative_region(ax, theory)
-    at_limit = _at_step_limit(s, ("scratch",))
+    at_limit = at_step_limit(s, ("scratch",))
     _sign_markers(ax, s.transferability_linear, s.transferability_linear_stderr, at_limit)
     _theta_axis(ax)
     ax.set_xlim(0, float(theory.alpha.max()))
@@ -232,7 +236,7 @@ def plot_ridge(
             ax,
             s.transferability_ridge.sel(lam=lam_sim),
             s.transferability_ridge_stderr.sel(lam=lam_sim),
-            _at_step_limit(s, ("scratch",)),
+            at_step_limit(s, ("scratch",)),
         )
     fig.suptitle(f"Ridge linear transfer, σ = {sigma:g}; {_scale_note(sim)}")
     return fig
@@ -259,7 +263,7 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
     plot_phase_diagram(
         theories["exact"], ax=axes[1], title="(b) corrected theory (D → ∞), simulated signs"
     )
-    at_limit = _at_step_limit(s, ("scratch", "finetune"))
+    at_limit = at_step_limit(s, ("scratch", "finetune"))
     _sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)
     _sign_legend(axes[1], at_limit)
     _slices(
