@@ -249,12 +249,10 @@ class ReluTrainOptions:
         """Mean-field time after ``steps`` steps: the sum of the learning rates taken."""
         steps = np.asarray(steps)
         warm = np.minimum(steps, self.warmup)
-        ratio = self.lr / self.first_lr
-        if self.warmup == 0 or ratio == 1.0:
-            ramp = warm * self.first_lr
-        else:  # geometric series first_lr * sum_j ratio^(j / warmup), j < warm
-            q = ratio ** (1.0 / self.warmup)
-            ramp = self.first_lr * (q**warm - 1.0) / (q - 1.0)
+        rates = np.asarray(
+            _learning_rate(np.arange(self.warmup), self.lr, self.first_lr, self.warmup)
+        )
+        ramp = np.concatenate([[0.0], np.cumsum(rates)])[warm]
         return ramp + (steps - warm) * self.lr
 
 

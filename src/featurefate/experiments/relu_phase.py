@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import xarray as xr
@@ -166,15 +166,15 @@ class ReluPhaseConfig:
     def options(self, stage: str) -> ReluTrainOptions:
         """Training options of ``stage`` (``pretrain`` or ``scratch``)."""
         stage = v.choice("stage", stage, STAGES)
-        options = ReluTrainOptions(
+        pretrain = stage == "pretrain"
+        return ReluTrainOptions(
             lr=getattr(self, f"lr_{stage}"),
             tol=getattr(self, f"tol_{stage}"),
             max_steps=getattr(self, f"max_steps_{stage}"),
             check_every=self.check_every,
+            method=self.method_pretrain if pretrain else "explicit",
+            warmup=self.warmup_pretrain if pretrain else 0,
         )
-        if stage == "pretrain":
-            return replace(options, method=self.method_pretrain, warmup=self.warmup_pretrain)
-        return options
 
 
 def check_cell(config: ReluPhaseConfig, cell: dict) -> tuple[float, int]:

@@ -341,20 +341,20 @@ def semi_implicit_gradient(params: ReluParams, grads: ReluParams, lr):
     W, c = params
     m, d = W.shape
     alpha = 2.0 * lr * m
-    # J g and J J^T, with the mean's row first
-    Jg = jnp.concatenate(
-        [(jnp.sum(grads.c) * _INV_SQRT_2PI / m)[None], (W.T @ grads.c + grads.W.T @ c) / (2.0 * m)]
-    )
+    # J g (grads.W is tangent already) and J^T by differentiating low_harmonics itself
+    _, vjp = jax.vjp(low_harmonics, params)
+    Jg = jax.jvp(low_harmonics, (params,), (grads,))[1]
+    # J J^T in closed form, the mean's row first
     cross = jnp.sum(W, axis=0) * _INV_SQRT_2PI / (2.0 * m * m)
     c2 = c * c
-    linear = (W.T @ W + jnp.sum(c2) * jnp.eye(d) - (W * c2[:, None]).T @ W) / (4.0 * m * m)
+    linear = ((W * (1.0 - c2)[:, None]).T @ W + jnp.sum(c2) * jnp.eye(d)) / (4.0 * m * m)
     JJ = jnp.block(
         [[jnp.full((1, 1), 1.0 / (2.0 * jnp.pi * m)), cross[None, :]], [cross[:, None], linear]]
     )
-    z = jnp.linalg.solve(jnp.eye(d + 1) + alpha * JJ, Jg)
-    back_c = z[0] * _INV_SQRT_2PI / m + W @ z[1:] / (2.0 * m)
-    back_W = tangent(W, (c / (2.0 * m))[:, None] * z[None, 1:])
-    return ReluParams(W=grads.W - alpha * back_W, c=grads.c - alpha * back_c)
+    rhs = jnp.concatenate([Jg[0][None], Jg[1]])
+    z = jnp.linalg.solve(jnp.eye(d + 1) + alpha * JJ, rhs)
+    (back,) = vjp((z[0], z[1:]))
+    return ReluParams(W=grads.W - alpha * tangent(W, back.W), c=grads.c - alpha * back.c)
 
 
 def empirical_loss(params: ReluParams, X, y):
