@@ -464,6 +464,29 @@ def test_shared_pretraining_is_the_same_in_every_cell_of_a_row():
     assert_allclose(zero.target_norm, a.target_norm, rtol=1e-14)
 
 
+def test_shared_scratch_is_the_same_in_every_cell_of_a_column():
+    from featurefate.experiments import relu_phase
+
+    config = dataclasses.replace(CONFIG, pretraining_seed=4)
+    a = run_cell(config, {"rho": 0.0, "n": 12}, 1)
+    b = run_cell(config, {"rho": 0.5, "n": 12}, 2)
+    # the same scratch networks on the same samples at every rho; linear transfer differs
+    assert_allclose(a.error_scratch, b.error_scratch, rtol=0)
+    assert not np.allclose(a.error_linear, b.error_linear)
+    # the caches change nothing: a fresh process (cleared caches) running cells in another order
+    relu_phase._shared_scratch.cache_clear()
+    relu_phase._shared_pretraining.cache_clear()
+    again_b = run_cell(config, {"rho": 0.5, "n": 12}, 2)
+    again_a = run_cell(config, {"rho": 0.0, "n": 12}, 1)
+    xr.testing.assert_identical(a, again_a)
+    xr.testing.assert_identical(b, again_b)
+    # and the shared draws differ between n and between pretraining seeds
+    other_n = run_cell(config, {"rho": 0.0, "n": 13}, 1)
+    assert not np.allclose(other_n.error_scratch, a.error_scratch)
+    other_seed = run_cell(dataclasses.replace(config, pretraining_seed=5), {"rho": 0.0, "n": 12}, 1)
+    assert not np.allclose(other_seed.error_scratch, a.error_scratch)
+
+
 def test_semi_implicit_pretraining_in_a_cell():
     config = dataclasses.replace(
         CONFIG, method_pretrain="semi-implicit", lr_pretrain=8.0, warmup_pretrain=16

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from featurefate import _validation as v
+from featurefate.experiments._stats import mean_and_stderr
 from featurefate.experiments.theory_phase import grid, phase_diagram, phase_stem
 from featurefate.figures.linear import (
     SIGN_ATOL,
@@ -497,6 +498,24 @@ def relu_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
         else:
             predicted = f"|P⊥f_t|² = {r:.2e}"
         out.append(KeyNumber(f"linear transfer at ρ = {rho:g}", measured, predicted))
+    # linear transfer's error = an n-dependent part + the irreducible |P⊥f_t|² (eq. 21)
+    n_max = float(n.max())
+    at_max = ds.sel(n=n_max)
+    for rho in ds.rho.values:
+        cell = at_max.sel(rho=rho)
+        error = float(cell.error_linear.mean())
+        floor = float(cell.theory_residual.mean())
+        excess, excess_se = mean_and_stderr((cell.error_linear - cell.theory_residual).values)
+        out.append(
+            KeyNumber(
+                f"linear transfer error against its irreducible part, ρ = {rho:g}, n = {n_max:g}",
+                f"error {error:.3e} = |P⊥f_t|² + {excess:.2e} ± {excess_se:.1e} "
+                f"({excess / floor:.1%} above the floor)"
+                if floor > 0
+                else f"error {error:.3e}",
+                f"≥ |P⊥f_t|² = {floor:.3e}, approaching it as n grows",
+            )
+        )
     if "kernel_alignment" in ds:
         out.append(
             KeyNumber(

@@ -18,11 +18,13 @@ sources with a fraction ``rho`` of the neurons removed (eqs. 19-20), and for eac
 The transferability is paired: scratch and transfer see the same teacher and the same samples,
 :math:`T = E[R_{\rm scratch} - R_{\rm linear}]` over instances (eq. 7).
 
-Pretraining does not depend on n, but each cell is self-contained: it draws its own teachers from
-its own seed and pretrains for them. Recomputing it per cell costs about a second at the quick
-scale (d = 20, m = 100, k = 20, four instances, about 2000 steps) and keeps every cell independent of
-the others, as the sweep's seeding contract requires; at paper scale the pretraining dominates
-the cost of a cell.
+Pretraining does not depend on n, and scratch training does not depend on rho. By default each
+cell is self-contained: it draws its own teachers from its own seed and trains both networks.
+Recomputing them per cell costs about a second at the quick scale (d = 20, m = 100, k = 20, four
+instances, about 2000 steps). At paper scale ``pretraining_seed >= 0`` draws the teachers,
+pretraining, samples and scratch training from that seed instead, so that a worker pretrains each
+rho once and trains scratch networks once per n (cached), with results that do not depend on the
+caches or on which worker runs a cell.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ class ReluPhaseConfig:
     lr_pretrain, lr_scratch : float
         Learning rates in mean-field time (each layer moves with ``lr * m``). 2 is stable and
         follows gradient flow at the quick scale (lr 1 traces the same path in twice the
-        steps); SPEC's 4 oscillates without converging there and 8 diverges.
+        steps); 4 oscillates without converging there and 8 diverges. Scratch training stops
+        at ``tol_scratch``, so its end point depends on the path: at paper scale lr 2 ends 40%
+        above the gradient-flow error at n = 400 and lr 0.25 within 2% at every n
+        (``benchmarks/relu_scratch_lr.py``).
     method_pretrain : {"explicit", "semi-implicit"}
         Step rule of pretraining (:data:`featurefate.relu_training.METHODS`). The semi-implicit
         step treats the mean and linear part of f implicitly and is stable with far larger
@@ -117,9 +122,13 @@ class ReluPhaseConfig:
         independent. A seed >= 0 shares them between cells instead: the target teachers, the
         order in which neurons are removed (so the sources are nested in rho) and the
         pretraining initialisations are drawn from this seed, the number of removed neurons
-        selects the source, and a process pretrains each rho once (cached). The samples and
-        scratch training still come from the cell's seed. Meant for paper scale, where
-        pretraining dominates the cost of a cell; the results do not depend on the cache.
+        selects the source, and a process pretrains each rho once (cached). Scratch training
+        depends only on the target teacher and n, so the target samples and the scratch
+        initialisation are drawn from this seed and n too, and a process trains each n once:
+        every cell of an n column compares linear transfer with the same scratch networks on
+        the same samples. Only the test points of the kernel panels come from the cell's seed.
+        Meant for paper scale, where training dominates the cost of a cell; the results do not
+        depend on the caches, the executor or the order of the cells.
     """
 
     d: int = 20
@@ -233,6 +242,39 @@ def _pretrained(config, rho, teacher_seed, pretrain_seed, progress=None):
     return teachers, pre
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_scratch(config, n):
+    """Target samples and scratch training shared by every cell of an n column.
+
+    Scratch training sees only the target teacher (the same at every rho when the teachers are
+    shared) and the samples, so with ``pretraining_seed >= 0`` it is drawn from that seed and n
+    alone, and a process trains it once per n (cached); the cell's result does not depend on
+    the cache.
+    """
+    teacher_seed, _ = np.random.SeedSequence(config.pretraining_seed).spawn(2)
+    data_seed, scratch_seed = (
+        np.random.SeedSequence(config.pretraining_seed, spawn_key=(2 + i, n)) for i in range(2)
+    )
+    # rho = 0: the target teachers do not depend on the removals (drawn first, nested sources)
+    return _scratch(config, _teachers(config, 0.0, teacher_seed), n, data_seed, scratch_seed)
+
+
+def _scratch(config, teachers, n, data_seed, scratch_seed, progress=None):
+    """Draw n target samples, then train a fresh network on them (both layers)."""
+    X, y = sample_relu_data(
+        teachers.W, teachers.c_target, n, sigma=config.sigma, seed=np.random.default_rng(data_seed)
+    )
+    sc = scratch(
+        X,
+        y,
+        key=_key(scratch_seed),
+        width=config.m,
+        options=config.options("scratch"),
+        progress=progress,
+    )
+    return X, y, sc
+
+
 def _key(seq):
     return jax.random.PRNGKey(int(seq.generate_state(1)[0]))
 
@@ -278,20 +320,13 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
 
     if config.pretraining_seed >= 0:
         teachers, pre = _shared_pretraining(config, round(rho * config.k))
+        X, y, sc = _shared_scratch(config, n)
     else:
         teachers, pre = _pretrained(
             config, rho, teacher_seed, pretrain_seed, progress=stage("pretrain")
         )
+        X, y, sc = _scratch(config, teachers, n, data_seed, scratch_seed, progress=stage("scratch"))
     U, a_t, a_s = teachers.W, teachers.c_target, teachers.c_source
-    X, y = sample_relu_data(U, a_t, n, sigma=config.sigma, seed=np.random.default_rng(data_seed))
-    sc = scratch(
-        X,
-        y,
-        key=_key(scratch_seed),
-        width=config.m,
-        options=config.options("scratch"),
-        progress=stage("scratch"),
-    )
     W_pre = pre.W
     c_linear = linear_transfer(W_pre, X, y, lam=config.lam, rcond=config.rcond)
 
@@ -358,7 +393,12 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
             "d": config.d,
             "m": config.m,
             "k": config.k,
-            "pretraining": "recomputed in every cell from the cell's own seed",
+            "pretraining": (
+                "recomputed in every cell from the cell's own seed"
+                if config.pretraining_seed < 0
+                else f"shared per rho, scratch training per n (pretraining_seed = "
+                f"{config.pretraining_seed})"
+            ),
             "linear_transfer": f"kernel ridge regression, lam = {config.lam:g}, "
             f"rcond = {config.rcond:g}",
             "errors": "exact, from the arc-cosine kernel",
