@@ -184,9 +184,25 @@ def plot_residual(ds, *, ax=None) -> Figure:
     fig, ax = _new_axes(ax, (4.2, 3.4))
     mean, se = residual_by_rho(ds)
     rho = np.asarray(mean["rho"], dtype=float)
-    ax.errorbar(rho, mean, yerr=se, fmt="o-", color="C3", ms=4, capsize=2)
+    ax.errorbar(rho, mean, yerr=se, fmt="o-", color="C3", ms=4, capsize=2, label="|P⊥ f_t|²")
+    if "error_linear" in ds and "n" in ds.dims:
+        # linear transfer's error at the largest n: the irreducible part plus what n leaves
+        n_max = float(ds.n.max())
+        err, err_se = _instance_mean(ds["error_linear"].sel(n=n_max), ("instance",))
+        ax.errorbar(
+            np.asarray(err["rho"], dtype=float),
+            err,
+            yerr=err_se,
+            fmt="s--",
+            mfc="none",
+            color="C0",
+            ms=4,
+            capsize=2,
+            label=f"linear transfer error, n = {n_max:g}",
+        )
+        ax.legend(fontsize=_TICK_SIZE - 1, frameon=False)
     ax.set_xlabel("ρ (fraction of teacher neurons removed)", fontsize=_LABEL_SIZE)
-    ax.set_ylabel("|P⊥ f_t|²", fontsize=_LABEL_SIZE)
+    ax.set_ylabel("error", fontsize=_LABEL_SIZE)
     ax.set_title("(d) irreducible error of linear transfer", fontsize=_LABEL_SIZE)
     ax.tick_params(labelsize=_TICK_SIZE)
     return fig
@@ -267,7 +283,15 @@ def plot_transfer_sign(ds, *, ax=None) -> Figure:
             ms=8,
             label="predicted n*(ρ)",
         )
-        ax.legend(fontsize=_TICK_SIZE - 1, loc="upper right", frameon=True)
+    # the cell marks, explained on the figure
+    for marker, meaning in (
+        ("$+$", "T > 0 by 2 s.e."),
+        ("$−$", "T < 0 by 2 s.e."),
+        (".", "|T| ≤ 2 s.e."),
+    ):
+        ax.plot([], [], ls="none", marker=marker, color="black", label=meaning)
+    ax.legend(fontsize=_TICK_SIZE - 1, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=4,
+              frameon=False, handletextpad=0.2, columnspacing=0.8)  # fmt: skip
     ax.set_yscale("log")
     _sample_axis(ax.yaxis, n)
     n_edges = _edges(n, log=True)
