@@ -283,3 +283,41 @@ def test_reproduce_runs_the_sweeps_and_writes_every_figure_and_the_report(tmp_pa
     assert "s1 = \\|β_s\\|" in text  # pipes inside table cells are escaped
     assert "The Dudley" not in text and "finite-D forms" in text  # the family's notes only
     assert (out / "data" / "tiny-linear.zarr" / "done").exists()
+
+
+def test_configs_lists_every_bundled_config():
+    from featurefate.sweep import bundled_configs
+
+    result = runner.invoke(app, ["configs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    names = list(bundled_configs())
+    assert {"quick-linear", "paper-linear", "paper-relu"} <= set(names)
+    for name in names:
+        assert name in result.stdout
+
+
+def test_a_bundled_config_is_named_from_any_directory(tmp_path, monkeypatch):
+    from featurefate.sweep import ConfigError, bundled_configs, load_config, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    bundled = bundled_configs()["tiny-linear"]
+    assert resolve_config("tiny-linear") == bundled
+    assert resolve_config("tiny-linear.toml") == bundled
+    assert load_config("tiny-linear").experiment == "linear_phase"
+    # a file of that name in the working directory wins over the bundled one
+    (tmp_path / "tiny-linear.toml").write_text(bundled.read_text().replace("seed = 0", "seed = 9"))
+    assert resolve_config("tiny-linear.toml").resolve() == tmp_path / "tiny-linear.toml"
+    assert load_config("tiny-linear.toml").seed == 9
+    with pytest.raises(ConfigError, match=r"no bundled config of that name.*quick-linear"):
+        resolve_config("quick-lienar")
+    with pytest.raises(ConfigError, match="no such config file"):
+        resolve_config("some/dir/quick-linear.toml")
+
+
+def test_sweep_names_an_unknown_config_in_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "quick-lienar", "--out", str(tmp_path / "s.zarr")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quick-lienar" in err[0] and "bundled" in err[0]
+    assert not (tmp_path / "s.zarr").exists()

@@ -402,7 +402,14 @@ def _sigterm_as_interrupt():
 
 @app.command("sweep")
 def sweep_command(
-    config: Annotated[Path, typer.Argument(help="Sweep configuration (TOML).", metavar="CONFIG")],
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Sweep configuration: a TOML file, or a bundled config's name "
+            "(`featurefate configs` lists them).",
+            metavar="CONFIG",
+        ),
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Result store (a Zarr directory).", metavar="STORE")
     ],
@@ -453,6 +460,28 @@ def sweep_command(
         raise SystemExit(130)
     if report.failed:
         raise SystemExit(1)
+
+
+@app.command("configs")
+def configs_command() -> None:
+    """List the bundled sweep configs: name, experiment, cells and description.
+
+    Name one in `featurefate sweep NAME --out STORE` from any directory; the files are under the
+    path printed last, to copy and edit.
+    """
+    from featurefate import sweep as sweeps
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "experiment", "cells", "description"):
+        table.add_column(column, justify="right" if column == "cells" else "left")
+    bundled = sweeps.bundled_configs()
+    for name, path in bundled.items():
+        config = sweeps.load_config(path)
+        cells = math.prod(config.shape)
+        table.add_row(name, config.experiment, str(cells), config.description)
+    Console(width=max(Console().width, 120)).print(table)
+    folder = next(iter(bundled.values())).parent if bundled else None
+    typer.echo(f"files: {folder}")
 
 
 @app.command("export")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -41,17 +40,20 @@ SCALES = ("quick", "paper")
 
 def bundled_config(name: str) -> Path:
     """Path of a config shipped with featurefate (``configs/<name>.toml``)."""
-    path = Path(str(resources.files("featurefate") / "configs" / f"{name}.toml"))
-    if not path.is_file():
-        raise ValueError(f"no bundled config named {name!r}")
-    return path
+    from featurefate.sweep import bundled_configs
+
+    bundled = bundled_configs()
+    if name not in bundled:
+        raise ValueError(f"no bundled config named {name!r} (bundled: {', '.join(bundled)})")
+    return bundled[name]
 
 
 def scale_configs(scale: str) -> list[Path]:
     """The bundled configs of a scale: ``<scale>-*.toml``, linear first."""
+    from featurefate.sweep import bundled_configs
+
     scale = v.choice("scale", scale, SCALES)
-    folder = Path(str(resources.files("featurefate") / "configs"))
-    paths = sorted(folder.glob(f"{scale}-*.toml"))
+    paths = [path for name, path in bundled_configs().items() if name.startswith(f"{scale}-")]
     return sorted(paths, key=lambda p: (not p.stem.endswith("-linear"), p.stem))
 
 

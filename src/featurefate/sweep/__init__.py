@@ -4,7 +4,14 @@ Data flows one way (DESIGN.md): ``config -> grid -> cells -> executor -> run_cel
 The sweep knows nothing about an experiment beyond its ``CELL_AXES`` and ``run_cell``.
 """
 
-from featurefate.sweep.config import ConfigError, SweepConfig, from_dict, load_config
+from featurefate.sweep.config import (
+    ConfigError,
+    SweepConfig,
+    bundled_configs,
+    from_dict,
+    load_config,
+    resolve_config,
+)
 from featurefate.sweep.executors import default_workers, executor, local_executor
 from featurefate.sweep.runner import CellFailure, SweepReport, run_one, run_sweep
 from featurefate.sweep.seeding import cell_seed
@@ -23,6 +30,7 @@ __all__ = [
     "StoreError",
     "SweepConfig",
     "SweepReport",
+    "bundled_configs",
     "cell_seed",
     "default_workers",
     "executor",
@@ -32,6 +40,7 @@ __all__ = [
     "local_executor",
     "open_results",
     "read_sweep_config",
+    "resolve_config",
     "run_one",
     "run_sweep",
 ]

@@ -250,15 +250,47 @@ def from_dict(data: dict, *, source: str = "") -> SweepConfig:
     return sweep
 
 
+def bundled_configs() -> dict[str, Path]:
+    """The sweep configs shipped with featurefate, by name (``quick-linear``, ``paper-relu``, ...)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("featurefate") / "configs"))
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def resolve_config(spec) -> Path:
+    """The config file ``spec`` names: an existing file, else a bundled config's name.
+
+    A bundled config can be named with or without ``.toml`` from any directory
+    (``featurefate sweep quick-linear ...``); an existing file of that name wins.
+
+    Raises
+    ------
+    ConfigError
+        When ``spec`` is neither a file nor the name of a bundled config.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    name = path.name.removesuffix(".toml")
+    if path.parent == Path(".") and name in bundled:
+        return bundled[name]
+    raise ConfigError(
+        f"{spec}: no such config file, and no bundled config of that name "
+        f"(bundled: {', '.join(bundled)}; `featurefate configs` describes them)"
+    )
+
+
 def load_config(path) -> SweepConfig:
-    """Read and validate a TOML sweep configuration.
+    """Read and validate a TOML sweep configuration: a file, or a bundled config's name.
 
     Raises
     ------
     ConfigError
         One line naming the file and the offending key; also for a missing or unparsable file.
     """
-    path = Path(path)
+    path = resolve_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
