@@ -67,7 +67,7 @@ def _kl_full(A, B):
 
 
 def test_kl_known_values():
-    # unit norms: (1 - cos theta) / sigma^2 (SPEC section 4)
+    # unit norms: (1 - cos theta) / sigma^2 (Appendix B.1)
     assert_allclose(th.kl_divergence(np.pi / 3, 0.2), 0.5 / 0.04, rtol=1e-14)
     assert_allclose(th.kl_divergence(np.pi / 2, 0.5), 4.0, rtol=1e-14)
     assert_allclose(th.kl_divergence(np.pi, 1.0), 2.0, rtol=1e-14)

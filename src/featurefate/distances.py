@@ -1,4 +1,4 @@
-r"""Sample-based distances between two data sets (Section 2.1 of the paper, SPEC section 4).
+r"""Sample-based distances between two data sets (Section 2.1 of the paper).
 
 For users' own data: each function takes two samples ``X`` of shape (n, d) and ``Y`` of shape
 (m, d), rows being points (a 1-D array is n one-dimensional points), and compares the empirical
