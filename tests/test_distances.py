@@ -77,8 +77,10 @@ def test_w1_handles_unequal_sizes_and_identical_points():
 def _metrics():
     return {
         "w1": dist.wasserstein1,
-        "dudley_lp": lambda a, b: dist.dudley(a, b),
-        "dudley_transport": lambda a, b: dist.dudley(a, b, method="transport"),
+        "dudley_sum_lp": lambda a, b: dist.dudley(a, b),
+        "dudley_sum_transport": lambda a, b: dist.dudley(a, b, method="transport"),
+        "dudley_max_lp": lambda a, b: dist.dudley(a, b, norm="max"),
+        "dudley_max_transport": lambda a, b: dist.dudley(a, b, norm="max", method="transport"),
         "sliced": lambda a, b: dist.sliced_wasserstein(a, b, n_projections=20, seed=3),
     }
 
@@ -97,37 +99,77 @@ def test_metric_axioms(name, seed, n, m, k, d):
     assert metric(X, Z) <= xy + metric(Y, Z) + 1e-9
 
 
+@pytest.mark.parametrize("convention", dist.DUDLEY_NORMS)
 @SMALL
 @given(seed=seeds, n=sizes, m=sizes, d=dims, spread=st.floats(0.05, 3.0))
-def test_dudley_is_bounded_by_two_and_by_w1_and_both_methods_agree(seed, n, m, d, spread):
+def test_dudley_lp_and_transport_agree_and_stay_below_w1(convention, seed, n, m, d, spread):
     rng = np.random.default_rng(seed)
     X, Y = spread * rng.standard_normal((n, d)), spread * rng.standard_normal((m, d)) + spread
-    lp = dist.dudley(X, Y)
-    transport = dist.dudley(X, Y, method="transport")
+    lp = dist.dudley(X, Y, norm=convention)
+    transport = dist.dudley(X, Y, norm=convention, method="transport")
     assert lp == pytest.approx(transport, abs=1e-7)
     assert 0.0 <= lp <= 2.0
     assert lp <= dist.wasserstein1(X, Y) + 1e-9
 
 
-@pytest.mark.parametrize("r", [0.3, 1.0, 1.9, 2.0, 5.0])
-def test_dudley_between_two_points_is_min_of_distance_and_two(r):
-    assert dist.dudley([[0.0, 0.0]], [[r, 0.0]]) == pytest.approx(min(r, 2.0), abs=1e-9)
-    assert dist.dudley([[0.0, 0.0]], [[r, 0.0]], method="transport") == pytest.approx(min(r, 2.0))
+@SMALL
+@given(seed=seeds, n=sizes, m=sizes, d=dims, spread=st.floats(0.05, 3.0))
+def test_dudley_conventions_bound_each_other(seed, n, m, d, spread):
+    # F_sum is inside F_max and F_max / 2 inside F_sum: beta_max / 2 <= beta_sum <= beta_max;
+    # and beta_sum <= max_t min(2t, (1 - t) W1) = 2 W1 / (2 + W1)
+    rng = np.random.default_rng(seed)
+    X, Y = spread * rng.standard_normal((n, d)), spread * rng.standard_normal((m, d)) + spread
+    total = dist.dudley(X, Y, method="transport")
+    both = dist.dudley(X, Y, norm="max", method="transport")
+    w1 = dist.wasserstein1(X, Y)
+    assert both / 2 - 1e-12 <= total <= both + 1e-12
+    assert total <= 2 * w1 / (2 + w1) + 1e-12
 
 
-def test_dudley_saturates_at_two_for_samples_in_high_dimension():
-    # Pairwise distances between standard Gaussian points in 50 dimensions are about 10 > 2.
+@pytest.mark.parametrize("r", [0.3, 1.0, 1.9, 2.0, 5.0, 100.0])
+def test_dudley_between_two_points_by_hand(r):
+    # max: h = +-min(r, 2)/2 at the two points. sum: |h| <= a, Lip(h) <= 1 - a, so the gap
+    # 2a <= (1 - a) r, largest at a = r / (r + 2): 2r / (r + 2), below 2 for every r.
+    expected = {"max": min(r, 2.0), "sum": 2 * r / (r + 2)}
+    for convention, value in expected.items():
+        for method in dist.DUDLEY_METHODS:
+            got = dist.dudley([[0.0, 0.0]], [[r, 0.0]], norm=convention, method=method)
+            assert got == pytest.approx(value, abs=1e-9)
+    # the bounds between the conventions are attained: equal as r -> 0, a factor 2 at r = 2
+    if r == 2.0:
+        assert expected["sum"] == expected["max"] / 2
+
+
+def test_dudley_sum_on_spread_points_by_hand():
+    # x = (0, 0), y = (3, 0) and (0, 4) with masses 1/2: a test function with |h| <= a,
+    # Lip(h) <= 1 - a has h(x) - h(y_j) <= min(2a, (1 - a) d_j), both attained with h(x) = a.
+    # (min(2a, 3(1 - a)) + min(2a, 4(1 - a))) / 2 is 2a up to a = 3/5, then (3 - a) / 2:
+    # the maximum is 6/5 at a = 3/5 (and max = 2: both distances exceed 2).
+    X, Y = [[0.0, 0.0]], [[3.0, 0.0], [0.0, 4.0]]
+    for method in dist.DUDLEY_METHODS:
+        assert dist.dudley(X, Y, method=method) == pytest.approx(1.2, abs=1e-9)
+        assert dist.dudley(X, Y, norm="max", method=method) == pytest.approx(2.0, abs=1e-9)
+
+
+def test_dudley_saturates_for_samples_in_high_dimension():
+    # Pairwise distances between standard Gaussian points in 50 dimensions are about 10 > 2:
+    # max is 2 whatever the laws; sum sits between the two-point values at the extreme distances.
     X, Y = _samples(4, 30, 30, 50)
-    assert dist.dudley(X, Y) == pytest.approx(2.0, abs=1e-9)
+    assert dist.dudley(X, Y, norm="max") == pytest.approx(2.0, abs=1e-9)
+    d = np.linalg.norm(X[:, None] - Y[None], axis=-1)
+    total = dist.dudley(X, Y, method="transport")
+    assert 2 * d.min() / (d.min() + 2) <= total <= 2 * d.max() / (d.max() + 2)
+    assert total == pytest.approx(dist.dudley(X, Y), abs=1e-9)
 
 
 def test_dudley_lp_refuses_more_than_max_points():
     X, Y = _samples(5, 8, 8, 2)
     with pytest.raises(ValueError, match=r"n \+ m = 16 pooled points.*max_points = 10"):
         dist.dudley(X, Y, max_points=10)
-    assert dist.dudley(X, Y, max_points=16) == pytest.approx(
-        dist.dudley(X, Y, method="transport"), abs=1e-9
-    )
+    for convention in dist.DUDLEY_NORMS:
+        assert dist.dudley(X, Y, norm=convention, max_points=16) == pytest.approx(
+            dist.dudley(X, Y, norm=convention, method="transport"), abs=1e-9
+        )
     # the transport form has no such limit
     assert 0.0 < dist.dudley(X, Y, method="transport", max_points=10) <= 2.0
 
@@ -285,6 +327,9 @@ def test_one_dimensional_arrays_are_points_on_a_line():
     x, y = np.array([0.0, 1.0, 2.0]), np.array([0.5, 3.0])
     assert dist.wasserstein1(x, y) == pytest.approx(dist.wasserstein1(x[:, None], y[:, None]))
     assert dist.dudley(x, y) == pytest.approx(dist.dudley(x[:, None], y[:, None]))
+    assert dist.dudley(x, y, norm="max") == pytest.approx(
+        dist.dudley(x[:, None], y[:, None], norm="max")
+    )
 
 
 def test_invalid_options_are_named():
@@ -295,6 +340,10 @@ def test_invalid_options_are_named():
         dist.sliced_wasserstein(X, Y, p=0)
     with pytest.raises(ValueError, match="method must be one of 'lp', 'transport'; got 'simplex'"):
         dist.dudley(X, Y, method="simplex")
+    with pytest.raises(ValueError, match="norm must be one of 'sum', 'max'; got 'inf'"):
+        dist.dudley(X, Y, norm="inf")
+    with pytest.raises(ValueError, match="norm must be one of 'sum', 'max'; got 1"):
+        dist.dudley(X, Y, norm=1, method="transport")
     with pytest.raises(ValueError, match="max_points must be an integer >= 2; got 1"):
         dist.dudley(X, Y, max_points=1)
     with pytest.raises(ValueError, match=r"ridge must be a finite number in \[0, inf\); got -1"):

@@ -9,7 +9,7 @@ on :math:`\mathbb{R}^{D+1}` with covariance
     \Sigma = \begin{pmatrix} I_D & \beta \\ \beta^\top & |\beta|^2 + \sigma^2 \end{pmatrix}.
 
 The source teacher has norm ``source_norm`` and the target teacher norm ``target_norm`` at angle
-:math:`\theta` from it (SPEC sections 0 and 4). This module gives the Kullback-Leibler divergence
+:math:`\theta` from it (Sections 2.1 and 3). This module gives the Kullback-Leibler divergence
 and the 2-Wasserstein distance between the two joints in closed form, and the family of targets
 behind Theorem 2.2: arbitrarily far from the source in these distances, yet transferring
 positively by linear transfer (Section 3). Everything broadcasts over array arguments and returns
@@ -22,9 +22,9 @@ a product of a 3-dimensional Gaussian and the *same* standard Gaussian on the re
 :math:`D - 2` directions. KL divergences add over independent factors and the identical factor
 contributes 0; for W2 the 3-dimensional block of the Bures formula decouples from an identity
 block, which contributes :math:`\operatorname{tr} I + \operatorname{tr} I - 2 \operatorname{tr} I = 0`.
-The same holds for every integral probability metric over 1-Lipschitz test functions (W1,
-Dudley), since projecting on the block is 1-Lipschitz and the shared factor can be coupled to
-itself.
+The same holds for every integral probability metric over 1-Lipschitz test functions (W1, and
+the Dudley metric in either convention), since projecting on the block is 1-Lipschitz and the
+shared factor can be coupled to itself.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def kl_divergence(theta, sigma, *, source_norm=1.0, target_norm=1.0, target_sigm
 
     with :math:`|\beta_s - \beta_t|^2 = |\beta_s|^2 + |\beta_t|^2 - 2|\beta_s||\beta_t|\cos\theta`.
     For equal noise (the default) this is :math:`|\beta_s - \beta_t|^2 / (2\sigma^2)`, and
-    :math:`(1 - \cos\theta)/\sigma^2` for unit norms (SPEC section 4; the computation in the
+    :math:`(1 - \cos\theta)/\sigma^2` for unit norms (the computation in the
     proof of Theorem 2.2, Appendix B.1).
     It is independent of D.
 
@@ -290,6 +290,12 @@ class Theorem22Family:
         :math:`KL(p_s\|p_t) = (1 + k)^2 |\beta_s|^2 / (2\sigma^2)` and the Bures W2 distance;
         both grow without bound in k (W2 at least like :math:`|k - 1||\beta_s|`, the gap between
         the standard deviations of y).
+    dudley_upper, dudley_max_upper : ndarray
+        Closed-form upper bounds on the Dudley metric between the joints: the paper's convention
+        (:math:`\|h\|_\infty + \mathrm{Lip}(h) \le 1`) is at most :math:`2W_1/(2 + W_1) \le
+        2W_2/(2 + W_2) < 2`, the other (:math:`|h| \le 1`, :math:`\mathrm{Lip}(h) \le 1`) at most
+        :math:`\min(2, W_2)` (:func:`featurefate.distances.dudley`). The values themselves have no
+        closed form; estimates: :func:`featurefate.experiments.discrepancy.theorem22_dudley`.
     transferability_linear : ndarray
         Linear transfer, :math:`T = E R_{\rm sc} - E R_{\rm lt}`: the target has no component
         outside the source feature, :math:`\beta_\perp = 0`, so :math:`R_{\rm lt}` is only the
@@ -308,6 +314,8 @@ class Theorem22Family:
     target_norm: np.ndarray
     kl: np.ndarray
     w2: np.ndarray
+    dudley_upper: np.ndarray
+    dudley_max_upper: np.ndarray
     transferability_linear: np.ndarray
     transferability_finetune: np.ndarray
     alpha: np.ndarray
@@ -334,10 +342,15 @@ def theorem22_family(
     :math:`T_{\rm lt} = R_{\rm sc} > 0` in the limit, for every k, whenever :math:`\sigma > 0`.
     (:math:`\beta_t = +k\beta_s` with :math:`k \to \infty` works as well.)
 
-    The Dudley half of Theorem 2.2 needs care: the Dudley (bounded-Lipschitz) metric is at most 2
-    (:math:`|h| \le 1`), so "arbitrarily far" can only mean any distance below 2. Along this
-    family the Dudley distance tends to 2 from below as k grows (the target's mass moves away
-    from the source's except within :math:`O(1/k)` of :math:`e\cdot x = 0`) and never exceeds it.
+    The Dudley half of Theorem 2.2 needs care: the Dudley (bounded-Lipschitz) metric is bounded.
+    In the paper's convention (Sriperumbudur et al., 2009: :math:`\|h\|_\infty +
+    \mathrm{Lip}(h) \le 1`) it is below 2 and never reaches it; with :math:`|h| \le 1`,
+    :math:`\mathrm{Lip}(h) \le 1` it is at most 2. So "arbitrarily far" cannot hold for it: it
+    can only mean any distance below 2. Along this family both conventions tend to 2 from below
+    as k grows (the target's mass moves away from the source's except within :math:`O(1/k)` of
+    :math:`e\cdot x = 0`). Returned here are the closed-form upper bounds
+    :math:`2W_2/(2 + W_2)` and :math:`\min(2, W_2)`; the values, estimated on the two coordinates
+    where the laws differ, come from :func:`featurefate.experiments.discrepancy.theorem22_dudley`.
     KL and W2 (and W1, which lies between Dudley and W2) have no such bound.
 
     Parameters
@@ -372,11 +385,14 @@ def theorem22_family(
     target_norm = k * source_norm
     norms = {"source_norm": source_norm, "target_norm": target_norm}
     common = {**norms, "dim": dim}
+    w2 = np.asarray(wasserstein2(np.pi, sigma, **norms))
     return Theorem22Family(
         k=k,
         target_norm=target_norm,
         kl=np.asarray(kl_divergence(np.pi, sigma, **norms)),
-        w2=np.asarray(wasserstein2(np.pi, sigma, **norms)),
+        w2=w2,
+        dudley_upper=2.0 * w2 / (2.0 + w2),
+        dudley_max_upper=np.minimum(2.0, w2),
         transferability_linear=np.asarray(
             transferability("linear", alpha, np.pi, sigma, depth=depth, **common)
         ),
