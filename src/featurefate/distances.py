@@ -1,4 +1,4 @@
-r"""Sample-based distances between two data sets (Section 2.1 of the paper, SPEC section 4).
+r"""Sample-based distances between two data sets (Section 2.1 of the paper, docs/theory.md, Dataset discrepancies).
 
 For users' own data: each function takes two samples ``X`` of shape (n, d) and ``Y`` of shape
 (m, d), rows being points (a 1-D array is n one-dimensional points), and compares the empirical
@@ -177,7 +177,7 @@ def dudley(X, Y, *, method: str = "lp", max_points: int | None = 600) -> float:
         \beta(\hat\mu, \hat\nu) = \sup_h \Big\{ \frac1n\sum_i h(x_i) - \frac1m\sum_j h(y_j)
             \;:\; \|h\|_\infty \le 1,\ \mathrm{Lip}(h) \le 1 \Big\}.
 
-    Convention: both the sup norm and the Lipschitz constant are at most 1 (SPEC section 4:
+    Convention: both the sup norm and the Lipschitz constant are at most 1 (docs/theory.md, Dudley metric:
     :math:`|h| \le 1` plus Lipschitz constraints), which bounds the metric by 2. The other
     common convention, :math:`\|h\|_\infty + \mathrm{Lip}(h) \le 1` (Dudley; Sriperumbudur et al.,
     2009), gives a value between half of this one and this one, so the two are equivalent metrics.

@@ -1,7 +1,7 @@
 r"""Ground-truth endpoints of gradient flow in the deep linear model, without training a network.
 
 Each function returns the end-to-end vector :math:`w` that gradient flow from small
-initialisation reaches (Theorems 3.4, 3.5, 3.9 and SPEC section 2), batched over leading axes.
+initialisation reaches (Theorems 3.4, 3.5, 3.9 and docs/theory.md, Fine-tuning), batched over leading axes.
 They are the reference the closed forms of :mod:`featurefate.theory.linear` are checked against by
 Monte Carlo, and the targets a network simulation must hit.
 """
@@ -198,7 +198,7 @@ def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
 
     with ``c = 1`` for ``variant="paper"`` (eq. 16) and, for ``variant="exact"``, c from
     :func:`featurefate.theory.linear.solve_finetune_scale` with this instance's
-    :math:`a = |(I - P)\beta_s|^2` and :math:`b = |X^+ y|^2` (SPEC section 2). When ``n >= D``
+    :math:`a = |(I - P)\beta_s|^2` and :math:`b = |X^+ y|^2` (docs/theory.md, Fine-tuning). When ``n >= D``
     the projector is the identity and both reduce to the least-squares fit.
 
     Parameters
@@ -228,7 +228,7 @@ def exact_endpoints(X, y, beta_s, *, depth=2, svd=None) -> dict[str, np.ndarray]
     dict of str to ndarray, shape (..., D)
         ``scratch`` (:math:`X^+ y`, Theorem 3.5), ``linear`` (eq. 11), ``finetune_paper``
         (:math:`X^+ y + (I - P)\beta_s`, eq. 16) and ``finetune_exact``
-        (:math:`X^+ y + c\,(I - P)\beta_s`, SPEC section 2).
+        (:math:`X^+ y + c\,(I - P)\beta_s`, docs/theory.md, Fine-tuning).
     """
     interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth, svd=svd)
     return {

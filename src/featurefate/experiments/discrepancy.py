@@ -1,7 +1,7 @@
 r"""Dataset discrepancies against transferability: Section 2.1, Theorem 2.2 and Fig. 5 of the paper.
 
 The paper's claim: distances between the source and target data distributions do not predict
-transfer. For the linear model both joints :math:`p(x, y)` are Gaussian (SPEC section 4), so this
+transfer. For the linear model both joints :math:`p(x, y)` are Gaussian (docs/theory.md, Dataset discrepancies), so this
 experiment puts, per cell ``(theta, target_norm, sigma)``,
 
 - the closed-form distances of :mod:`featurefate.theory.discrepancy` (KL, W2);

@@ -78,13 +78,13 @@ class ReluPhaseConfig:
         Output weight of every teacher neuron.
     source_normalisation : {"k", "remaining"}
         The source keeps the target's 1/k (``"k"``: :math:`f_t = f_s` + removed part) or divides
-        by the neurons left (SPEC section 5; it sets the scale of Fig. 4d).
+        by the neurons left (docs/theory.md, Two-layer ReLU networks; it sets the scale of Fig. 4d).
     sigma : float
         Label noise of the target samples (the paper: 0).
     lr_pretrain, lr_scratch : float
         Learning rates in mean-field time (each layer moves with ``lr * m``). 2 is stable and
         follows gradient flow at the quick scale (lr 1 traces the same path in twice the
-        steps); SPEC's 4 oscillates without converging there and 8 diverges.
+        steps); the step 4 of docs/theory.md, ReLU training recipe, oscillates without converging there and 8 diverges.
     method_pretrain : {"explicit", "semi-implicit"}
         Step rule of pretraining (:data:`featurefate.relu_training.METHODS`). The semi-implicit
         step treats the mean and linear part of f implicitly and is stable with far larger
@@ -104,7 +104,7 @@ class ReluPhaseConfig:
         Ridge penalty of linear transfer (kernel ridge regression with the model's kernel,
         :func:`featurefate.relu_training.linear_transfer`). The minimum-norm fit (``lam = 0``,
         kernel interpolation) has a double-descent peak at n near the rank of the pretrained
-        features (SPEC section 5): at the quick scale its error at n = m = 100 is 0.26 against a
+        features (docs/theory.md, Two-layer ReLU networks): at the quick scale its error at n = m = 100 is 0.26 against a
         residual of 0.0017 (rho = 0.3). ``lam = 1e-4`` removes the peak and adds a bias of
         about 2e-5 at large n (measured at rho = 0, where the residual is 1e-5), far below the
         scratch errors it is compared with.

@@ -9,7 +9,7 @@ on :math:`\mathbb{R}^{D+1}` with covariance
     \Sigma = \begin{pmatrix} I_D & \beta \\ \beta^\top & |\beta|^2 + \sigma^2 \end{pmatrix}.
 
 The source teacher has norm ``source_norm`` and the target teacher norm ``target_norm`` at angle
-:math:`\theta` from it (SPEC sections 0 and 4). This module gives the Kullback-Leibler divergence
+:math:`\theta` from it (docs/theory.md, Conventions and Dataset discrepancies). This module gives the Kullback-Leibler divergence
 and the 2-Wasserstein distance between the two joints in closed form, and the family of targets
 behind Theorem 2.2: arbitrarily far from the source in these distances, yet transferring
 positively by linear transfer (Section 3). Everything broadcasts over array arguments and returns
@@ -115,7 +115,7 @@ def kl_divergence(theta, sigma, *, source_norm=1.0, target_norm=1.0, target_sigm
 
     with :math:`|\beta_s - \beta_t|^2 = |\beta_s|^2 + |\beta_t|^2 - 2|\beta_s||\beta_t|\cos\theta`.
     For equal noise (the default) this is :math:`|\beta_s - \beta_t|^2 / (2\sigma^2)`, and
-    :math:`(1 - \cos\theta)/\sigma^2` for unit norms (SPEC section 4; the computation in the
+    :math:`(1 - \cos\theta)/\sigma^2` for unit norms (docs/theory.md, Dataset discrepancies; the computation in the
     proof of Theorem 2.2, Appendix B.1).
     It is independent of D.
 

@@ -1,6 +1,6 @@
 r"""Closed-form theory of transfer learning in deep linear networks (Section 3 of the paper).
 
-Conventions (SPEC section 0): inputs :math:`x \sim N(0, I_D)`, :math:`\alpha = n / D`, teachers
+Conventions (docs/theory.md, Conventions): inputs :math:`x \sim N(0, I_D)`, :math:`\alpha = n / D`, teachers
 :math:`y = \beta \cdot x + \epsilon` with :math:`\epsilon \sim N(0, \sigma^2)`, the target at angle
 :math:`\theta` from the source, :math:`\beta_t = |\beta_t| (\cos\theta\, \hat\beta_s + \sin\theta\, \nu)`.
 The generalization error excludes label noise, :math:`R = |w - \beta_t|^2`, and the transferability
@@ -10,7 +10,7 @@ transfer.
 Every function broadcasts over its array arguments, takes angles in radians and returns a NumPy
 scalar for scalar input. Without ``dim`` a function gives the high-dimensional limit
 :math:`D \to \infty` at fixed :math:`\alpha`; with ``dim`` it gives the exact expectation at
-``D = dim`` and ``n = alpha * dim`` where one exists (SPEC section 2).
+``D = dim`` and ``n = alpha * dim`` where one exists (docs/theory.md, a section per method).
 
 At :math:`\alpha = 1` (or ``D - 1 <= n <= D + 1`` at finite size) the minimum-norm interpolator's
 expected error is infinite when :math:`\sigma > 0`; these functions return ``inf`` there, and the
@@ -30,7 +30,7 @@ METHODS = ("linear", "ridge", "finetune")
 """Transfer methods understood by :func:`transferability`."""
 
 FINETUNE_VARIANTS = ("paper", "exact")
-"""``paper``: the endpoint of Theorem 3.9; ``exact``: the corrected endpoint (SPEC section 2)."""
+"""``paper``: the endpoint of Theorem 3.9; ``exact``: the corrected endpoint (docs/theory.md, Fine-tuning)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def ridge_transfer_error(
 
     strictly increasing in :math:`\lambda` (the paper's "ridge cannot fix negative transfer").
     At finite n a small :math:`\lambda^* \approx (|\beta_\perp|^2 + \sigma^2)/(n|\beta_\parallel|^2)`
-    helps slightly, so the theorem holds only in the limit (SPEC section 2). ``lam = 0`` gives
+    helps slightly, so the theorem holds only in the limit (docs/theory.md, Ridge linear transfer). ``lam = 0`` gives
     :func:`linear_transfer_error`.
 
     Parameters
@@ -300,7 +300,7 @@ def ridge_transfer_error(
 
 
 def solve_finetune_scale(a, b, *, source_norm=1.0, depth=2):
-    r"""The factor c of the exact fine-tuning endpoint (SPEC section 2, correction to eq. 16).
+    r"""The factor c of the exact fine-tuning endpoint (docs/theory.md, Fine-tuning, correction to eq. 16).
 
     With the first layers kept rank one by the conservation law (35), gradient flow from the
     pretrained weights only rescales the component of :math:`w` outside the row space of X, and
@@ -439,7 +439,7 @@ def finetune_error(
         \quad (\alpha < 1), \qquad R_{\rm ft} = R_{\rm sc} \quad (\alpha \ge 1).
 
     ``variant="exact"`` uses the corrected endpoint :math:`X^+ y + c (I - P)\beta_s` of
-    :func:`solve_finetune_scale` (SPEC section 2), with c at its typical value
+    :func:`solve_finetune_scale` (docs/theory.md, Fine-tuning), with c at its typical value
     (:func:`finetune_scale`):
     :math:`R_{\rm ft} = (1 - \alpha)|c\beta_s - \beta_t|^2 + \sigma^2 \alpha / (1 - \alpha)`.
     The two agree when :math:`\sigma = 0` and the norms are equal.
@@ -633,7 +633,7 @@ def finetune_break_even_angle(
 
 @dataclass(frozen=True)
 class NegativeTransferRegions:
-    r"""Where transfer is negative, in the limit :math:`D \to \infty` (SPEC section 2).
+    r"""Where transfer is negative, in the limit :math:`D \to \infty` (docs/theory.md, Negative-transfer regions).
 
     Linear transfer is negative for :math:`\alpha \in (\alpha_-, \alpha_+)` below 1 and for
     :math:`\alpha > \alpha_{\rm th}` above 1. When :math:`\sigma = 0` the two meet at
@@ -667,7 +667,7 @@ class NegativeTransferRegions:
 
 
 def negative_transfer_regions(theta, sigma, *, target_norm=1.0, alpha=None):
-    r"""The negative-transfer regions of linear transfer and fine-tuning (SPEC section 2).
+    r"""The negative-transfer regions of linear transfer and fine-tuning (docs/theory.md, Negative-transfer regions).
 
     For linear transfer (unit norms), below :math:`\alpha = 1`, :math:`T_{\rm lt} < 0` on
     :math:`(\alpha_-, \alpha_+)` with
