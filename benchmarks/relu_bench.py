@@ -11,7 +11,7 @@ Prints, in one run, for d = 100, m = 1000, k = 100 (the paper's scale) by defaul
     residual |P_perp f_s|^2 / |f_s|^2, the target's |P_perp f_t|^2 (what Fig. 4 uses) and the
     exact alignment of the model's kernel with the source's (plain and centred);
 (c) with ``--reference``: plain explicit gradient descent (``--reference-lr``, default 2, the
-    SPEC's recipe) from the same initialisation to the same tolerance, the same figures, and the
+    the recipe of docs/theory.md, ReLU training recipe) from the same initialisation to the same tolerance, the same figures, and the
     relative differences of the two end points. (lr 4 follows lr 2 to 2e-4 in |P_perp f_t|^2 for
     most of the way but did not reach 1e-5 in 7 minutes: by then the linear mode's curvature is
     0.55, past the explicit limit 2 / 4.)

@@ -75,7 +75,7 @@ Variant = Annotated[
         "--variant",
         metavar="[paper|exact]",
         help="Fine-tuning endpoint, for --method finetune only: 'paper' (eq. 16, the default) "
-        "or 'exact' (the corrected endpoint X⁺y + c(I-P)β_s, SPEC section 2).",
+        "or 'exact' (the corrected endpoint X⁺y + c(I-P)β_s, docs/theory.md, Fine-tuning).",
     ),
 ]
 Dim = Annotated[

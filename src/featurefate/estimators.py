@@ -1,7 +1,7 @@
 r"""Ground-truth endpoints of gradient flow in the deep linear model, without training a network.
 
 Each function returns the end-to-end vector :math:`w` that gradient flow from small
-initialisation reaches (Theorems 3.4, 3.5, 3.9 and SPEC section 2), batched over leading axes.
+initialisation reaches (Theorems 3.4, 3.5, 3.9 and docs/theory.md, Fine-tuning), batched over leading axes.
 They are the reference the closed forms of :mod:`featurefate.theory.linear` are checked against by
 Monte Carlo, and the targets a network simulation must hit.
 """
@@ -198,7 +198,7 @@ def finetune_fit(X, y, beta_s, *, variant="paper", depth=2):
 
     with ``c = 1`` for ``variant="paper"`` (eq. 16) and, for ``variant="exact"``, c from
     :func:`featurefate.theory.linear.solve_finetune_scale` with this instance's
-    :math:`a = |(I - P)\beta_s|^2` and :math:`b = |X^+ y|^2` (SPEC section 2). When ``n >= D``
+    :math:`a = |(I - P)\beta_s|^2` and :math:`b = |X^+ y|^2` (docs/theory.md, Fine-tuning). When ``n >= D``
     the projector is the identity and both reduce to the least-squares fit.
 
     Parameters
@@ -228,7 +228,7 @@ def exact_endpoints(X, y, beta_s, *, depth=2, svd=None) -> dict[str, np.ndarray]
     dict of str to ndarray, shape (..., D)
         ``scratch`` (:math:`X^+ y`, Theorem 3.5), ``linear`` (eq. 11), ``finetune_paper``
         (:math:`X^+ y + (I - P)\beta_s`, eq. 16) and ``finetune_exact``
-        (:math:`X^+ y + c\,(I - P)\beta_s`, SPEC section 2).
+        (:math:`X^+ y + c\,(I - P)\beta_s`, docs/theory.md, Fine-tuning).
     """
     interpolant, residual, c = finetune_components(X, y, beta_s, depth=depth, svd=svd)
     return {
@@ -243,3 +243,74 @@ def generalization_error(w, beta_t):
     r"""Generalization error (8) of a linear predictor, label noise excluded: :math:`|w - \beta_t|^2`."""
     diff = np.asarray(w, dtype=np.float64) - np.asarray(beta_t, dtype=np.float64)
     return np.sum(diff**2, axis=-1)
+
+
+def _bartlett3(rng, dof, size):
+    """Lower Cholesky factors of ``size`` draws of the 3 x 3 Wishart W_3(dof, I) (Bartlett)."""
+    L = np.zeros((size, 3, 3))
+    for i in range(3):
+        L[:, i, i] = np.sqrt(rng.chisquare(dof - i, size))
+        L[:, i, :i] = rng.standard_normal((size, i))
+    return L
+
+
+def finetune_error_draws(
+    dim, n, theta, sigma, size, *, source_norm=1.0, target_norm=1.0, depth=2, seed=None
+):
+    r"""Independent draws of the corrected fine-tuning endpoint's error, O(1) work per draw.
+
+    The error :math:`|w - \beta_t|^2` of :math:`w = X^+ y + c (I - P)\beta_s` (Theorem 3.9 as
+    corrected in docs/theory.md, Fine-tuning) depends on the data only through the 3 x 3 matrix
+    :math:`K = Z^\top (X X^\top)^{-1} Z`, :math:`Z = [X\hat\beta_s, X\nu, \epsilon/\sigma]`
+    (the entries of P in the teachers' plane, :math:`|X^+\epsilon|^2` and :math:`|X^+ y|^2`).
+    Writing :math:`X X^\top = Z_{12} Z_{12}^\top + W` with :math:`W \sim W_n(D - 2, I)`
+    independent of Z, Woodbury gives :math:`K = A - A_{:,12}(I + A_{12,12})^{-1}A_{12,:}` with
+    :math:`A = Z^\top W^{-1} Z`, and :math:`A \overset{d}{=} L\,\Omega^{-1} L^\top`, where
+    :math:`L L^\top \sim W_3(n, I)` and :math:`\Omega \sim W_3(D - n + 1, I)` (the Schur
+    complement of a Wishart matrix) are drawn by Bartlett's decomposition. The draws have exactly
+    the law of :func:`finetune_fit`'s errors on Gaussian data (checked against it in the tests),
+    at any D, for the Monte-Carlo checks of the finite-size closed form.
+
+    Parameters
+    ----------
+    dim, n : int
+        D and the sample count, ``3 <= n <= D - 2``.
+    theta, sigma : float
+        Angle (radians) and label-noise standard deviation.
+    size : int
+        Number of draws.
+    source_norm, target_norm : float, default 1.0
+    depth : int, default 2
+    seed : int or Generator, optional
+
+    Returns
+    -------
+    error : ndarray, shape (size,)
+        :math:`|w - \beta_t|^2`.
+    coupled : ndarray, shape (size,)
+        :math:`c^2 a - 2 c\,\beta_s^\top (I - P)\beta_t`, the part of the error that c couples.
+    """
+    dim = v.integer("dim", dim, low=5)
+    n = v.integer("n", n, low=3)
+    if n > dim - 2:
+        raise ValueError(f"n must be an integer in [3, dim - 2] = [3, {dim - 2}]; got {n}")
+    size = v.integer("size", size, low=1)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    L = _bartlett3(rng, n, size)
+    omega = _bartlett3(rng, dim - n + 1, size)
+    omega = omega @ np.swapaxes(omega, 1, 2)
+    A = L @ np.linalg.solve(omega, np.swapaxes(L, 1, 2))
+    K = A - A[:, :, :2] @ np.linalg.solve(np.eye(2) + A[:, :2, :2], A[:, :2, :])
+    null = np.eye(2) - K[:, :2, :2]  # (I - P) in the orthonormal pair (beta_s_hat, nu)
+    cos, sin = np.cos(theta), np.sin(theta)
+    a = source_norm**2 * null[:, 0, 0]
+    g = source_norm * target_norm * (cos * null[:, 0, 0] + sin * null[:, 0, 1])
+    miss = target_norm**2 * (cos**2 * null[:, 0, 0] + 2 * cos * sin * null[:, 0, 1])
+    miss += target_norm**2 * sin**2 * null[:, 1, 1]
+    label = np.array([target_norm * cos, target_norm * sin, sigma])  # y = Z label
+    b = np.maximum(np.einsum("i,kij,j->k", label, K, label), 0.0)
+    c = np.asarray(
+        solve_finetune_scale(np.maximum(a, 0.0), b, source_norm=source_norm, depth=depth)
+    )
+    coupled = c**2 * a - 2.0 * c * g
+    return sigma**2 * K[:, 2, 2] + miss + coupled, coupled

@@ -9,12 +9,12 @@ Training is full-batch gradient descent on many instances at once (``jit`` + ``v
   :func:`featurefate.nets.relu.empirical_value_and_grad`.
 
 Mean-field time. Under the 1/m output scaling every gradient is O(1/m), so both layers are moved
-with learning rate ``lr * m`` (SPEC section 5): one step advances mean-field time by ``lr`` and
+with learning rate ``lr * m`` (docs/theory.md, ReLU training recipe): one step advances mean-field time by ``lr`` and
 the dynamics of a neuron :math:`(c_i, w_i)` do not depend on m. With the loss without factor 1/2,
 ``lr = 2`` follows gradient flow (``lr = 1`` traces the same losses in twice the steps) at
 d = 20, m = 100, k = 20; there ``lr = 4`` oscillates at a relative loss of a few percent without
 converging (the hidden-weight step is the unstable one: ``lr = 4`` on the output weights alone
-converges) and ``lr = 8`` diverges. At paper scale ``lr = 4`` is stable (SPEC section 5).
+converges) and ``lr = 8`` diverges. At paper scale ``lr = 4`` is stable (docs/theory.md, ReLU training recipe).
 Heavy-ball momentum (0.9) reaches a 100 times lower loss in the same steps but a different
 minimiser: the pretrained kernel's alignment with the source falls from 0.97 to 0.85, so plain
 gradient descent is kept.
@@ -438,7 +438,7 @@ def linear_transfer(W, X, y, *, lam=0.0, rcond=1e-10):
     the minimum-norm least-squares fit (kernel interpolation for n below the rank), on the
     singular directions above ``rcond`` times the largest: the tiny directions of near-duplicate
     pretrained rows would otherwise amplify the part of the target outside the span, with a
-    double-descent peak at n near the features' rank (SPEC section 5).
+    double-descent peak at n near the features' rank (docs/theory.md, Two-layer ReLU networks).
 
     Parameters
     ----------

@@ -636,9 +636,9 @@ SECTION_NOTES: dict[str, tuple[str, ...]] = {
         "error bars are one standard error. Theory columns are the exact finite-D forms at the "
         "simulated D; the maps' theory panels are the limit D -> infinity.",
         "Fine-tuning is compared with both endpoints: the paper's X^+y + (I-P)beta_s (eq. 16) "
-        "and the corrected X^+y + c(I-P)beta_s (SPEC section 2).",
+        "and the corrected X^+y + c(I-P)beta_s (docs/theory.md, Fine-tuning).",
         "Linear transfer refits on the significant pretrained features (rcond = 1e-3), not on "
-        "the init-scale residual directions (SPEC section 3).",
+        "the init-scale residual directions (docs/theory.md, Simulation notes).",
     ),
     "discrepancy": (
         "Transferability here comes from the exact gradient-flow endpoints on drawn data "

@@ -1,4 +1,4 @@
-r"""Teachers and data for the deep linear model (Section 3, Assumptions 3.1-3.2; SPEC section 0).
+r"""Teachers and data for the deep linear model (Section 3, Assumptions 3.1-3.2; docs/theory.md, Conventions).
 
 A source and a target linear teacher at angle :math:`\theta`,
 :math:`\beta_s = |\beta_s| e` and :math:`\beta_t = |\beta_t| (\cos\theta\, e + \sin\theta\, \nu)`
@@ -186,7 +186,7 @@ def draw_instances(
 
 
 # --------------------------------------------------------------------------------------------
-# ReLU teachers (Section 4, eqs. 19-20; SPEC section 5)
+# ReLU teachers (Section 4, eqs. 19-20; docs/theory.md, Two-layer ReLU networks)
 
 SOURCE_NORMALISATIONS = ("k", "remaining")
 """How the source teacher is scaled after removing neurons: ``"k"`` keeps the target's 1/k

@@ -1,6 +1,6 @@
 r"""Gradient flow (6) for deep linear networks, by full-batch gradient descent on many instances.
 
-Losses come from sufficient statistics (SPEC section 1). With :math:`w` the end-to-end vector,
+Losses come from sufficient statistics (docs/theory.md, Deep linear model and training). With :math:`w` the end-to-end vector,
 
 .. math::
 

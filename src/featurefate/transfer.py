@@ -11,12 +11,12 @@ errors :math:`|w - \beta|^2` against the reference teacher, and the training dia
 - :func:`linear_transfer`: the last layer refitted on the frozen pretrained features, eq. (11),
   or with ridge ``lam > 0``, eq. (14).
 - :func:`fine_tune`: gradient flow on all layers from the pretrained weights (Theorem 3.9 and
-  its correction, SPEC section 2).
+  its correction, docs/theory.md, Fine-tuning).
 
 **Residual directions in linear transfer.** With a finite ``init_scale`` the pretrained hidden
 features keep, besides the learned direction, full-rank residual directions of size
 ``~init_scale``. An exact least-squares fit through all of them reproduces scratch training
-(SPEC section 3: 0.649 instead of 0.511 at alpha = 0.5). :func:`linear_transfer` therefore
+(docs/theory.md, Simulation notes: 0.649 instead of 0.511 at alpha = 0.5). :func:`linear_transfer` therefore
 regresses on the numerically significant features only: the singular directions of the feature
 matrix with singular value above ``rcond`` times the largest (default 1e-3, far above the
 residual scale 1e-5 and far below the learned scale 1). The fit itself is exact: the minimum-norm

@@ -80,7 +80,7 @@ class ReluPhaseConfig:
         Output weight of every teacher neuron.
     source_normalisation : {"k", "remaining"}
         The source keeps the target's 1/k (``"k"``: :math:`f_t = f_s` + removed part) or divides
-        by the neurons left (SPEC section 5; it sets the scale of Fig. 4d).
+        by the neurons left (docs/theory.md, Two-layer ReLU networks; it sets the scale of Fig. 4d).
     sigma : float
         Label noise of the target samples (the paper: 0).
     lr_pretrain, lr_scratch : float
@@ -109,7 +109,7 @@ class ReluPhaseConfig:
         Ridge penalty of linear transfer (kernel ridge regression with the model's kernel,
         :func:`featurefate.relu_training.linear_transfer`). The minimum-norm fit (``lam = 0``,
         kernel interpolation) has a double-descent peak at n near the rank of the pretrained
-        features (SPEC section 5): at the quick scale its error at n = m = 100 is 0.26 against a
+        features (docs/theory.md, Two-layer ReLU networks): at the quick scale its error at n = m = 100 is 0.26 against a
         residual of 0.0017 (rho = 0.3). ``lam = 1e-4`` removes the peak and adds a bias of
         about 2e-5 at large n (measured at rho = 0, where the residual is 1e-5), far below the
         scratch errors it is compared with.

@@ -5,7 +5,7 @@ E[R_{\rm transfer}]` (eq. 7) of the deep linear model as a heat map over the sam
 :math:`\alpha = n / D` and the angle :math:`\theta` between the source and target teachers. This
 module evaluates :mod:`featurefate.theory.linear` on such a grid and labels the result: a dataset
 with dims ``(alpha, theta)``, the variables ``theory_transferability``, ``theory_scratch_error``
-and ``theory_transfer_error``, and the full configuration in ``attrs`` (SPEC section 2).
+and ``theory_transfer_error``, and the full configuration in ``attrs`` (docs/theory.md, Fine-tuning).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _description(method: str, variant: str | None, finite: bool) -> str:
         if finite:
             return (
                 "ridge linear transfer at finite D: exact expectation over u ~ chi^2_n "
-                "(SPEC section 2), eqs. (14)-(15)"
+                "(docs/theory.md, Ridge linear transfer), eqs. (14)-(15)"
             )
         return (
             "ridge linear transfer, eqs. (14)-(15): "
@@ -54,7 +54,7 @@ def _description(method: str, variant: str | None, finite: bool) -> str:
         )
     return (
         "fine-tuning, corrected endpoint X^+y + c(I-P)beta_s with c^4 - a c^2 - b = 0 "
-        "(SPEC section 2): T = (1 - alpha)(2 c cos(theta) - c^2) for alpha < 1, 0 for alpha >= 1"
+        "(docs/theory.md, Fine-tuning): T = (1 - alpha)(2 c cos(theta) - c^2) for alpha < 1, 0 for alpha >= 1"
     )
 
 

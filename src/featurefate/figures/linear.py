@@ -22,7 +22,7 @@ from featurefate.figures.phase import _pi_label, plot_phase_diagram
 SLICE_ANGLES = (np.pi / 8, np.pi / 4, 3 * np.pi / 8)
 """The angles of the alpha slices in Figs. 1 and 3."""
 SIGN_ATOL = 1e-3
-"""Simulated |T| below this is not read as a sign (the endpoints' accuracy, SPEC section 3)."""
+"""Simulated |T| below this is not read as a sign (the endpoints' accuracy, docs/theory.md, Simulation notes)."""
 _SLICE_COLOURS = ("#1b9e77", "#d95f02", "#7570b3")
 _SIZE = 10
 

@@ -7,7 +7,7 @@ r"""The mean-field two-layer ReLU network of Section 4 on the unit sphere, in JA
 eq. (18). Parameters are a :class:`ReluParams` ``(W, c)`` with ``W`` of shape ``(m, d)`` and
 ``c`` of shape ``(m,)``; functions act on one network (batch them with :func:`jax.vmap`).
 
-Losses carry no factor 1/2 (SPEC section 0):
+Losses carry no factor 1/2 (docs/theory.md, Conventions):
 
 - population loss against a teacher :math:`f_t = \frac1k \sum_j a_j \mathrm{relu}(u_j \cdot x)`,
   exact through the arc-cosine kernel (:mod:`featurefate.theory.relu`),
@@ -138,7 +138,7 @@ class ReluParams(NamedTuple):
 
 
 def init_params(key, dim, width, *, n_instances=None, output_init=0.0) -> ReluParams:
-    r"""Rows uniform on :math:`S^{d-1}`, output weights all ``output_init`` (0: SPEC section 5).
+    r"""Rows uniform on :math:`S^{d-1}`, output weights all ``output_init`` (0: docs/theory.md, ReLU training recipe).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 r"""Closed-form theory of transfer learning in deep linear networks (Section 3 of the paper).
 
-Conventions (SPEC section 0): inputs :math:`x \sim N(0, I_D)`, :math:`\alpha = n / D`, teachers
+Conventions (docs/theory.md, Conventions): inputs :math:`x \sim N(0, I_D)`, :math:`\alpha = n / D`, teachers
 :math:`y = \beta \cdot x + \epsilon` with :math:`\epsilon \sim N(0, \sigma^2)`, the target at angle
 :math:`\theta` from the source, :math:`\beta_t = |\beta_t| (\cos\theta\, \hat\beta_s + \sin\theta\, \nu)`.
 The generalization error excludes label noise, :math:`R = |w - \beta_t|^2`, and the transferability
@@ -10,7 +10,7 @@ transfer.
 Every function broadcasts over its array arguments, takes angles in radians and returns a NumPy
 scalar for scalar input. Without ``dim`` a function gives the high-dimensional limit
 :math:`D \to \infty` at fixed :math:`\alpha`; with ``dim`` it gives the exact expectation at
-``D = dim`` and ``n = alpha * dim`` where one exists (SPEC section 2).
+``D = dim`` and ``n = alpha * dim`` where one exists (docs/theory.md, a section per method).
 
 At :math:`\alpha = 1` (or ``D - 1 <= n <= D + 1`` at finite size) the minimum-norm interpolator's
 expected error is infinite when :math:`\sigma > 0`; these functions return ``inf`` there, and the
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurefate import _validation as v
+from featurefate.theory import _finetune_law
 
 METHODS = ("linear", "ridge", "finetune")
 """Transfer methods understood by :func:`transferability`."""
 
 FINETUNE_VARIANTS = ("paper", "exact")
-"""``paper``: the endpoint of Theorem 3.9; ``exact``: the corrected endpoint (SPEC section 2)."""
+"""``paper``: the endpoint of Theorem 3.9; ``exact``: the corrected endpoint (docs/theory.md, Fine-tuning)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def ridge_transfer_error(
 
     strictly increasing in :math:`\lambda` (the paper's "ridge cannot fix negative transfer").
     At finite n a small :math:`\lambda^* \approx (|\beta_\perp|^2 + \sigma^2)/(n|\beta_\parallel|^2)`
-    helps slightly, so the theorem holds only in the limit (SPEC section 2). ``lam = 0`` gives
+    helps slightly, so the theorem holds only in the limit (docs/theory.md, Ridge linear transfer). ``lam = 0`` gives
     :func:`linear_transfer_error`.
 
     Parameters
@@ -299,7 +300,7 @@ def ridge_transfer_error(
 
 
 def solve_finetune_scale(a, b, *, source_norm=1.0, depth=2):
-    r"""The factor c of the exact fine-tuning endpoint (SPEC section 2, correction to eq. 16).
+    r"""The factor c of the exact fine-tuning endpoint (docs/theory.md, Fine-tuning, correction to eq. 16).
 
     With the first layers kept rank one by the conservation law (35), gradient flow from the
     pretrained weights only rescales the component of :math:`w` outside the row space of X, and
@@ -334,16 +335,23 @@ def solve_finetune_scale(a, b, *, source_norm=1.0, depth=2):
     if depth == 2:
         y = (a + np.sqrt(a**2 + 4.0 * scale * b)) / (2.0 * scale)
     else:
-        # Newton on the convex f(y) = scale y^p - a y - b (y = c^2), started above the root so
-        # that the iterates fall monotonically onto it.
-        p = depth / (depth - 1.0)
-        y = np.maximum(1.0, ((a + b) / scale) ** (1.0 / (p - 1.0)))
-        for _ in range(200):
-            step = (scale * y**p - a * y - b) / (p * scale * y ** (p - 1.0) - a)
-            step = np.where(np.isfinite(step), step, 0.0)
-            y = y - step
-            if np.all(np.abs(step) <= 1e-15 * np.maximum(y, 1e-300)):
+        # In u = c^(2/(L-1)) the equation is the polynomial f(u) = scale u^L - a u^(L-1) - b,
+        # convex above a (L-2)/(L scale) and so above its root u* >= a/scale. Newton started
+        # above the root, at the bound max(2a/scale, (2b/scale)^(1/L)) that
+        # scale u^L = a u^(L-1) + b <= 2 max(a u^(L-1), b) gives, falls monotonically onto it
+        # (integer powers: no pow calls, fast for the finite-size quadrature).
+        u = np.maximum(2.0 * a / scale, (2.0 * b / scale) ** (1.0 / depth))
+        for _ in range(100):
+            power = u ** (depth - 2)  # u^(L-2)
+            high = power * u  # u^(L-1)
+            value = scale * high * u - a * high - b
+            slope = depth * scale * high - (depth - 1) * a * power
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(slope > 0.0, value / slope, 0.0)
+            u = u - step
+            if np.all(np.abs(step) <= 1e-15 * np.maximum(u, 1e-300)):
                 break
+        y = u ** (depth - 1)
     return v.scalar_or_array(np.sqrt(y))
 
 
@@ -352,7 +360,8 @@ def finetune_scale(alpha, sigma, *, source_norm=1.0, target_norm=1.0, depth=2, d
 
     Uses :func:`solve_finetune_scale` with :math:`a = (1 - \alpha)|\beta_s|^2` and
     :math:`b = \alpha |\beta_t|^2 + E|X^+\epsilon|^2` (``n / D`` and the inverse-Wishart noise term
-    at finite size, where c still fluctuates by :math:`O(D^{-1/2})` around this value).
+    at finite size, where c still fluctuates by :math:`O(D^{-1/2})` around this value; the
+    finite-size errors of :func:`finetune_error` average over those fluctuations instead).
     ``c = 1`` when :math:`\sigma = 0` and the norms are equal; c = 1.2247 at
     :math:`\sigma = 1, \alpha = 0.5`. Defined for :math:`\alpha < 1` (``n < D - 1`` at finite
     size); NaN elsewhere. For :math:`\alpha \ge 1` fine-tuning forgets its initialisation and c
@@ -368,8 +377,34 @@ def finetune_scale(alpha, sigma, *, source_norm=1.0, target_norm=1.0, depth=2, d
     return v.scalar_or_array(np.where(below, c, np.nan))
 
 
+def _finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim):
+    r"""Exact :math:`E[c^2 a - 2 c\, \beta_s^\top (I - P)\beta_t]` at ``D = dim`` and ``n = alpha * dim``.
+
+    The part of the corrected endpoint's error that c couples; 0 where ``n >= D`` (P = I). One
+    five-dimensional quadrature per distinct parameter set (:mod:`._finetune_law`).
+    """
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (alpha, theta, sigma)))
+    shape = np.broadcast_shapes(shape, np.shape(source_norm), np.shape(target_norm))
+    args = np.broadcast_arrays(alpha, theta, sigma, source_norm, target_norm)
+    out = np.zeros(shape)
+    for index in np.ndindex(shape):
+        a, t, s, ns, nt = (float(x[index]) for x in args)
+        n = a * dim
+        if n < dim:
+            out[index] = _finetune_law.coupled_term(
+                n, dim, t, s, ns, nt, depth, solve_finetune_scale
+            )
+    return out
+
+
 def _finetune_gain(alpha, theta, sigma, variant, source_norm, target_norm, depth, dim):
-    r""":math:`T_{\rm ft} = (1-\alpha)_+ (2 c |\beta_s||\beta_t|\cos\theta - c^2 |\beta_s|^2)`."""
+    r""":math:`T_{\rm ft} = (1-\alpha)_+ (2 c |\beta_s||\beta_t|\cos\theta - c^2 |\beta_s|^2)`.
+
+    At finite size the exact variant's gain is :math:`-E[c^2 a - 2 c g]` (:func:`_finetune_coupled`):
+    scratch and fine-tuning share :math:`|X^+\epsilon|^2 + |(I - P)\beta_t|^2` term by term.
+    """
+    if variant == "exact" and dim is not None:
+        return -_finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim)
     if variant == "paper":
         c = np.ones(np.broadcast_shapes(np.shape(alpha), np.shape(sigma)))
     else:
@@ -404,14 +439,25 @@ def finetune_error(
         \quad (\alpha < 1), \qquad R_{\rm ft} = R_{\rm sc} \quad (\alpha \ge 1).
 
     ``variant="exact"`` uses the corrected endpoint :math:`X^+ y + c (I - P)\beta_s` of
-    :func:`solve_finetune_scale` (SPEC section 2), with c at its typical value
+    :func:`solve_finetune_scale` (docs/theory.md, Fine-tuning), with c at its typical value
     (:func:`finetune_scale`):
     :math:`R_{\rm ft} = (1 - \alpha)|c\beta_s - \beta_t|^2 + \sigma^2 \alpha / (1 - \alpha)`.
     The two agree when :math:`\sigma = 0` and the norms are equal.
 
-    With ``dim`` the paper variant is exact at finite size (``1 - n/D`` and the inverse-Wishart
-    noise term); the exact variant is then the plug-in value at the typical c, which neglects
-    the :math:`O(D^{-1/2})` fluctuations of c.
+    With ``dim`` both are exact expectations at finite size. The paper variant is
+    ``1 - n/D`` and the inverse-Wishart noise term. For the exact variant c fluctuates with the
+    data by :math:`O(D^{-1/2})`, and plugging in its typical value would be off by
+    :math:`O(1/D)`; instead the error is averaged over the joint law of
+    :math:`(a, \beta_s^\top (I-P)\beta_t, b)`, reduced by rotational invariance to five
+    independent scalar variables (Beta, beta-prime and spherical-coordinate laws) and integrated
+    by quadrature to a relative accuracy of about 1e-8 (docs/theory.md, Finite-D fine-tuning):
+
+    .. math::
+
+        E[R_{\rm ft}] = \sigma^2 \frac{n}{D - n - 1} + |\beta_t|^2 \Big(1 - \frac nD\Big)
+            + E\big[c^2 a - 2 c\, \beta_s^\top (I - P)\beta_t\big], \qquad n < D - 1.
+
+    ``depth`` enters through c (:func:`solve_finetune_scale`) in the limit and at finite size.
 
     Parameters
     ----------
@@ -420,8 +466,10 @@ def finetune_error(
     variant : {"paper", "exact"}
     source_norm, target_norm : array-like, default 1.0
     depth : int, default 2
-        Used by the exact variant only.
+        Network depth L >= 2; used by the exact variant only.
     dim : int, optional
+        D, for the exact finite-size expectation with ``n = alpha * dim``; one quadrature per
+        distinct parameter set for the exact variant (about 0.05-0.5 s each, cached).
 
     Returns
     -------
@@ -500,6 +548,8 @@ def transferability(
     :math:`\alpha < 1` and 0 for :math:`\alpha \ge 1` (c = 1 for ``variant="paper"``, the default).
     Fine-tuning's T is 0 for every :math:`\alpha \ge 1`, also at :math:`\alpha = 1` where both
     errors are infinite; linear and ridge transfer give ``+inf`` there when :math:`\sigma > 0`.
+    With ``dim`` the exact variant's T is :math:`-E[c^2 a - 2c\,\beta_s^\top(I-P)\beta_t]`
+    (:func:`finetune_error`), finite for every ``n < D`` and 0 for ``n >= D``.
 
     Parameters
     ----------
@@ -583,7 +633,7 @@ def finetune_break_even_angle(
 
 @dataclass(frozen=True)
 class NegativeTransferRegions:
-    r"""Where transfer is negative, in the limit :math:`D \to \infty` (SPEC section 2).
+    r"""Where transfer is negative, in the limit :math:`D \to \infty` (docs/theory.md, Negative-transfer regions).
 
     Linear transfer is negative for :math:`\alpha \in (\alpha_-, \alpha_+)` below 1 and for
     :math:`\alpha > \alpha_{\rm th}` above 1. When :math:`\sigma = 0` the two meet at
@@ -617,7 +667,7 @@ class NegativeTransferRegions:
 
 
 def negative_transfer_regions(theta, sigma, *, target_norm=1.0, alpha=None):
-    r"""The negative-transfer regions of linear transfer and fine-tuning (SPEC section 2).
+    r"""The negative-transfer regions of linear transfer and fine-tuning (docs/theory.md, Negative-transfer regions).
 
     For linear transfer (unit norms), below :math:`\alpha = 1`, :math:`T_{\rm lt} < 0` on
     :math:`(\alpha_-, \alpha_+)` with

@@ -9,7 +9,7 @@ A network of width m and its teacher of width k are
 
 eqs. (18)-(20), with inputs :math:`x \sim N(0, I_d)`. Every network in this module carries the
 mean-field factor one over its number of rows; a source teacher made by removing neurons from the
-target keeps the target's rows with the removed output weights set to zero (SPEC section 5), so
+target keeps the target's rows with the removed output weights set to zero (docs/theory.md, Two-layer ReLU networks), so
 that source and target share ``W_teacher`` and their difference is exact.
 
 Everything rests on the arc-cosine kernel of degree one (Cho & Saul 2009; eqs. 152-153),
