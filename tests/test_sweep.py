@@ -370,3 +370,19 @@ def test_the_read_cache_follows_the_store(tmp_path, fake_runner, monkeypatch):
     np.testing.assert_array_equal(
         after.error_ridge.values[was_done], first.error_ridge.values[was_done]
     )
+
+
+def test_every_scale_resolves_every_family_with_its_figures_and_report():
+    """``reproduce --scale S`` runs these configs (without running them here): each loads, and
+    each family it runs has figures and report numbers."""
+    from featurefate.reproduce import FIGURES, KEY_NUMBERS
+
+    families = {}
+    for scale in SCALES:
+        configs = [sweep.load_config(path) for path in scale_configs(scale)]
+        families[scale] = {config.experiment for config in configs}
+        for config in configs:
+            assert any(spec.experiment == config.experiment for spec in FIGURES.values())
+            assert config.experiment in KEY_NUMBERS
+    assert families["paper"] == families["quick"]
+    assert {"linear_phase", "discrepancy", "relu_phase"} <= families["paper"]
