@@ -77,7 +77,8 @@ def _line_label(ax, y: float, text: str) -> None:
 
 def _singular_value_panel(ax, d: xr.Dataset, depth: int, label: str) -> None:
     sv = d.singular_values
-    for k, rank in enumerate(sv["rank"].values):
+    # the smallest first: s2 is drawn over s3, which it nearly equals
+    for k, rank in reversed(list(enumerate(sv["rank"].values))):
         _paths(ax, d.time, sv.sel(rank=rank), _RANK_COLOURS[k % len(_RANK_COLOURS)])
     predicted = float(d.theory_feature_scale)
     edge = float(d.theory_init_edge)
