@@ -533,6 +533,14 @@ def relu_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
     return out
 
 
+def _escape_scale(depth: int, init_scale: float, ds: xr.Dataset) -> str:
+    """The order of the time the flow spends near the small init (a rough scale, not a law)."""
+    source_norm = float(ds.attrs.get("source_norm", 1.0))
+    if depth == 2:  # s1 grows like exp(2 |beta_s| t) from the init's scale
+        return f"escape time of order ln(1/γ)/(2|β_s|) = {np.log(1 / init_scale) / (2 * source_norm):.2g}"
+    return f"escape time of order γ^−(L−2) = {init_scale ** -(depth - 2):.2g} (a slow saddle)"
+
+
 def mechanism_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
     """Theorem 3.4 from the random init, per depth: final s1, largest s2, alignments, steps."""
     from featurefate.experiments.mechanism import summarize
@@ -566,7 +574,7 @@ def mechanism_key_numbers(ds: xr.Dataset) -> list[KeyNumber]:
                 "flow time at which s1 reached half its final value)",
                 f"{row['steps_max']} steps, {row['converged']} converged; "
                 f"t = {row['escape_time_median']:.3g}",
-                "escape time of order log(1/γ) at L = 2, 1/γ at L = 3",
+                _escape_scale(depth, float(ds.attrs.get("init_scale", np.nan)), ds),
             ),
         ]
     return out
