@@ -269,7 +269,6 @@ def test_reproduce_runs_the_sweeps_and_writes_every_figure_and_the_report(tmp_pa
         "fig3_finetune_sigma0.2.png",
         "fig6_linear_sigma0.png",
         "fig7_finetune_sigma0.png",
-        "mechanism_singular_values.png",
     }
     with xr.open_dataset(
         out / "figures" / "theory" / "fig3_phase_finetune-exact_sigma0.2.nc"

@@ -38,7 +38,7 @@ from featurefate.experiments.theory_phase import phase_stem, theory_point
 
 # Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
 # `featurefate --help` and the theory commands start fast.
-FIGURE_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "mechanism")
+FIGURE_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "mechanism", "init_scale")
 
 app = typer.Typer(
     name="featurefate",

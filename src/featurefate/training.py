@@ -469,8 +469,10 @@ def train(
     tol : float, default 1e-10
         Stop an instance when its loss is within ``tol`` of its minimum.
     max_steps : int, default 20000
-    max_time : float, optional
-        Cap on gradient-flow time per instance.
+    max_time : float or array-like of shape (K,), optional
+        Cap on gradient-flow time per instance (one for all, or one each: training in segments
+        up to successive times, :func:`train_checkpoints`). The step that crosses it is taken
+        whole, so an instance stops at most one step past its cap.
     check_every : int, default 200
         Steps per compiled chunk between divergence checks and progress updates.
     max_move : float, optional
@@ -498,19 +500,29 @@ def train(
     length = v.integer("check_every", check_every, low=1)
     if max_move is not None:
         max_move = float(v.real_array("max_move", max_move, low=0.0, low_open=True))
-    max_time = np.inf if max_time is None else float(v.real_array("max_time", max_time, low=0.0))
     k = stats.b.shape[0]
+    if max_time is None:
+        max_time = np.inf
+    else:
+        max_time = v.real_array("max_time", max_time, low=0.0)
+        if max_time.ndim:
+            if max_time.shape != (k,):
+                raise ValueError(
+                    f"max_time must be a number or one per instance, shape ({k},); "
+                    f"got shape {max_time.shape}"
+                )
+            max_time = jnp.asarray(max_time)
+        else:
+            max_time = float(max_time)
     rank_one = isinstance(params, RankOneParams)
     if rank_one:
         state, s_perp, constants = _rotate_in(params, stats)
-        invariants0 = rank_one_conserved(params)
         loss_start = np.asarray(_rank_one_batched_loss(state, constants))
 
         def run_chunk(state, *args, **kwargs):
             return _run_chunk_rank_one(state, constants, *args, **kwargs)
     else:
         state = params
-        invariants0 = jax.vmap(conserved_quantities)(params)
         loss_start = np.asarray(_batched_loss(params, stats))
 
         def run_chunk(state, *args, **kwargs):
@@ -537,18 +549,19 @@ def train(
         steps_np = np.asarray(steps)
         if progress is not None:
             progress(int(steps_np.max()), max_steps)
-        going = np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < max_time)
+        going = (
+            np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < np.asarray(max_time))
+        )
         if not going.any():
             break
     if rank_one:
         final = np.asarray(_rank_one_batched_loss(state, constants))
-        params = _rotate_out(state, s_perp, stats)
-        drift = np.max(np.abs(np.asarray(rank_one_conserved(params) - invariants0)), axis=1)
+        new_params = _rotate_out(state, s_perp, stats)
     else:
-        params = state
-        final = np.asarray(_batched_loss(params, stats))
-        drift = jax.vmap(conserved_quantities)(params) - invariants0
-        drift = np.asarray(jnp.max(jnp.sqrt(jnp.sum(drift**2, axis=(-2, -1))), axis=1))
+        new_params = state
+        final = np.asarray(_batched_loss(new_params, stats))
+    drift = conserved_drift(params, new_params)
+    params = new_params
     excess = final - np.asarray(stats.loss_min)
     return TrainResult(
         params=params,
@@ -558,6 +571,93 @@ def train(
         time=np.asarray(time),
         drift=drift,
     )
+
+
+def conserved_drift(start, end) -> np.ndarray:
+    r"""Largest change of the conserved quantities (35) from ``start`` to ``end``, per instance.
+
+    Dense networks: the largest Frobenius norm over l of the change of
+    :math:`W_l W_l^\top - W_{l+1}^\top W_{l+1}`; rank-one chains: the largest absolute change
+    of the scalars of :func:`~featurefate.nets.linear.rank_one_conserved`. Shape (K,).
+    """
+    if isinstance(start, RankOneParams):
+        change = rank_one_conserved(end) - rank_one_conserved(start)
+        return np.max(np.abs(np.asarray(change)), axis=1)
+    change = jax.vmap(conserved_quantities)(end) - jax.vmap(conserved_quantities)(start)
+    return np.asarray(jnp.max(jnp.sqrt(jnp.sum(change**2, axis=(-2, -1))), axis=1))
+
+
+def train_checkpoints(params, stats: Statistics, times, *, tol=1e-10, max_steps=20_000, **kwargs):
+    r"""Train through successive gradient-flow times; yield the networks at each one.
+
+    The same gradient descent as :func:`train`, run in segments: segment j continues every
+    instance from where segment j - 1 left it, capped at flow time ``times[j]`` (each instance
+    stops at the first step that reaches it, so its recorded time can pass ``times[j]`` by up
+    to one step; an instance that has converged stays where it is). Nothing is recompiled
+    between segments.
+
+    Parameters
+    ----------
+    params, stats :
+        As in :func:`train`.
+    times : array-like, shape (J,)
+        Non-decreasing gradient-flow times :math:`\ge 0`; a time 0 yields the initialisation.
+    tol : float, default 1e-10
+        As in :func:`train`.
+    max_steps : int, default 20000
+        Step budget of the whole run (not of each segment).
+    **kwargs :
+        The other options of :func:`train` (``step_size``, ``eta``, ...); not
+        ``max_time``.
+
+    Returns
+    -------
+    iterator of TrainResult
+        One per time, with ``steps``, ``time`` and ``drift`` counted from the start of the
+        whole run; ``converged`` is False for an instance that has not yet reached ``tol``.
+    """
+    times = v.real_array("times", times, low=0.0)
+    if times.ndim != 1 or np.any(np.diff(times) < 0):
+        raise ValueError(f"times must be a non-decreasing 1-d sequence; got {times!r}")
+    if "max_time" in kwargs:
+        raise ValueError("max_time is set by times in train_checkpoints; do not pass it")
+    max_steps = v.integer("max_steps", max_steps, low=1)
+    tol = float(v.real_array("tol", tol, low=0.0))
+    return _segments(params, stats, times, tol, max_steps, kwargs)  # validated before the first
+
+
+def _segments(params, stats, times, tol, max_steps, kwargs):
+    """The generator of :func:`train_checkpoints`."""
+    k = stats.b.shape[0]
+    start, current = params, params
+    steps, elapsed = np.zeros(k, dtype=np.int64), np.zeros(k)
+    for target in times:
+        budget = max_steps - int(steps.max())
+        remaining = np.maximum(target - elapsed, 0.0)
+        if budget > 0 and np.any(remaining > 0):
+            result = train(current, stats, tol=tol, max_steps=budget, max_time=remaining, **kwargs)
+            current, steps, elapsed = result.params, steps + result.steps, elapsed + result.time
+            excess, converged = result.excess_loss, result.converged
+        else:
+            excess = _excess_loss(current, stats)
+            converged = excess <= tol
+        yield TrainResult(
+            params=current,
+            steps=steps.copy(),
+            converged=converged,
+            excess_loss=excess,
+            time=elapsed.copy(),
+            drift=conserved_drift(start, current),
+        )
+
+
+def _excess_loss(params, stats: Statistics) -> np.ndarray:
+    if isinstance(params, RankOneParams):
+        state, _, constants = _rotate_in(params, stats)
+        loss = _rank_one_batched_loss(state, constants)
+    else:
+        loss = _batched_loss(params, stats)
+    return np.asarray(loss) - np.asarray(stats.loss_min)
 
 
 def _rotate_in(params: RankOneParams, stats: Statistics):

@@ -19,6 +19,8 @@ _FAMILIES = {
     "linear_phase": ("featurefate.experiments.linear_phase", "LinearPhaseConfig"),
     "discrepancy": ("featurefate.experiments.discrepancy", "DiscrepancyConfig"),
     "relu_phase": ("featurefate.experiments.relu_phase", "ReluPhaseConfig"),
+    "mechanism": ("featurefate.experiments.mechanism", "MechanismConfig"),
+    "init_scale": ("featurefate.experiments.init_scale", "InitScaleConfig"),
 }
 FAMILIES = tuple(_FAMILIES)
 """Names of the experiment families, as a config's ``experiment`` key spells them."""

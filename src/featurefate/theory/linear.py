@@ -720,3 +720,51 @@ def negative_transfer_regions(theta, sigma, *, target_norm=1.0, alpha=None):
         finetune_angle_paper=v.scalar_or_array(paper),
         finetune_angle_exact=exact,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Theorem 3.4: the pretrained features
+
+
+def feature_scale(depth, *, source_norm=1.0):
+    r"""Theorem 3.4: the one singular value the hidden features keep, :math:`|\beta_s|^{(L-1)/L}`.
+
+    Population pretraining from a vanishing init makes the hidden features
+    :math:`W_{L-1} \cdots W_1` rank one along :math:`\beta_s`, every layer of the same size
+    (the conserved quantities (35) are 0): each carries :math:`|\beta_s|^{1/L}`.
+
+    Parameters
+    ----------
+    depth : int
+        L >= 2.
+    source_norm : float or array-like
+        :math:`|\beta_s| > 0`.
+    """
+    depth = _depth(depth)
+    source_norm = _norm(source_norm, "source_norm")
+    return v.scalar_or_array(source_norm ** ((depth - 1.0) / depth))
+
+
+def init_feature_edge(depth, init_scale):
+    r"""The largest singular value of the random init's hidden features as D grows.
+
+    .. math::
+
+        c_L \gamma^{L-1}, \qquad c_L = \left(\frac{L^L}{(L-1)^{L-1}}\right)^{1/2}
+
+    (2 at L = 2, :math:`3\sqrt3/2 \approx 2.60` at L = 3). The authors' init makes the features
+    :math:`\gamma^{L-1}` times a product of L - 1 independent D x D matrices with N(0, 1/D)
+    entries, whose squared singular values follow the Fuss-Catalan law with upper edge
+    :math:`L^L / (L-1)^{L-1}`. Theorem 3.4's other singular values stay at this scale.
+
+    Parameters
+    ----------
+    depth : int
+        L >= 2.
+    init_scale : float or array-like
+        :math:`\gamma > 0`.
+    """
+    depth = _depth(depth)
+    init_scale = v.real_array("init_scale", init_scale, low=0.0, low_open=True)
+    m = depth - 1.0
+    return v.scalar_or_array(np.sqrt(depth**depth / m**m) * init_scale**m)
