@@ -93,3 +93,47 @@ def test_cli_simulate_point_alpha_source():
     bad = CliRunner().invoke(app, [*args, "--sigma-source", "0.5"])
     assert bad.exit_code != 0  # main() prints the ValueError's one line
     assert "sigma_source applies with alpha_source only" in str(bad.exception)
+
+
+TINY_FINITE_SOURCE = """
+experiment = "linear_phase"
+seed = 0
+[fixed]
+dim = 10
+n_instances = 3
+lam = [0.1]
+sigma_source = 0.5
+[fixed.training]
+max_steps = 500
+[grid]
+alpha = [0.4, 1.6]
+theta = [0.7854]
+sigma = [0.2]
+alpha_source = [0.5, 2.0]
+"""
+
+
+def test_finite_source_figure_and_key_numbers_from_a_tiny_store(tmp_path):
+    from featurefate.reproduce import FIGURES, linear_key_numbers
+    from featurefate.sweep import open_results
+
+    config = tmp_path / "tiny-finite-source.toml"
+    config.write_text(TINY_FINITE_SOURCE)
+    store, figures = tmp_path / "fs.zarr", tmp_path / "figures"
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(store), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["figure", "finite_source", "--data", str(store), "--out", str(figures)]
+    )
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in figures.glob("*.png")} == {"finite_source_theta0.25pi_sigma0.2.png"}
+    ds = open_results(store)
+    assert ds.error_linear.dims[-2:] == ("alpha_source", "instance")
+    # the population figures skip a finite-source store, and the finite-source one a population store
+    assert FIGURES["fig1"].draw(ds) == [] and FIGURES["mechanism"].draw(ds) == []
+    assert FIGURES["finite_source"].draw(ds.drop_dims("alpha_source")) == []
+    numbers = linear_key_numbers(ds)
+    assert len(numbers) == 3
+    assert all(n.quantity.startswith("finite source: cells where simulated T") for n in numbers)
+    assert all(" / " in n.simulated and "sign agrees in" in n.simulated for n in numbers)
