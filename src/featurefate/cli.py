@@ -234,7 +234,13 @@ app.add_typer(simulate_app, name="simulate")
 def _simulation_table(summary: list[dict], cell: dict) -> Table:
     table = Table(
         title=f"D = {cell['dim']}, L = {cell['depth']}, α = {cell['alpha']:g} (n = {cell['n']}), "
-        f"θ = {cell['theta']:.4g}, σ = {cell['sigma']:g}, {cell['instances']} instances",
+        f"θ = {cell['theta']:.4g}, σ = {cell['sigma']:g}, {cell['instances']} instances"
+        + (
+            ""
+            if cell.get("alpha_source") is None
+            else f", pretrained on α_s = {cell['alpha_source']:g} source samples per dimension "
+            f"(σ_s = {cell['sigma_source']:g})"
+        ),
     )
     for name in ("method", "error", "theory", "T", "theory T", "conv.", "steps", "gap"):
         table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True)
@@ -294,6 +300,19 @@ def simulate_point_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
+    alpha_source: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha-source",
+            help="Pretrain on n_s = α_s D noisy source samples (α_s > 0) instead of the source "
+            "population; the theory is then the finite-source form (docs/theory.md, Finite "
+            "source data).",
+        ),
+    ] = None,
+    sigma_source: Annotated[
+        float,
+        typer.Option("--sigma-source", help="Label noise σ_s >= 0 of the source samples."),
+    ] = 0.0,
 ) -> None:
     """Pretrain, then scratch / linear / ridge / fine-tune at one (α, θ, σ); compare with theory."""
     from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
@@ -305,6 +324,8 @@ def simulate_point_command(
         init=init,
         n_instances=instances,
         lam=tuple(lam) if lam else (0.1,),
+        alpha_source=alpha_source,
+        sigma_source=sigma_source,
     )
     cell = {"alpha": alpha, "theta": theta, "sigma": sigma}
     columns = (
@@ -334,6 +355,8 @@ def simulate_point_command(
         "seed": seed,
         "init_scale": init_scale,
         "init": init,
+        "alpha_source": alpha_source,
+        "sigma_source": sigma_source,
     }
     if as_json:
         typer.echo(json.dumps(_json_safe({**info, "methods": summary}), allow_nan=False))

@@ -1,7 +1,9 @@
 r"""The deep linear transfer experiment of Section 3: one (alpha, theta, sigma) cell at a time.
 
 :func:`run_cell` draws ``n_instances`` source/target teacher pairs and target samples, pretrains
-on the source population loss, then runs scratch training, linear transfer (and ridge, for each
+on the source population loss (or, with ``alpha_source``, on ``n_s = alpha_source * dim`` noisy
+source samples from small initialisation, which ends at the source fit :math:`X_s^+ y_s`;
+docs/theory.md, Finite source data), then runs scratch training, linear transfer (and ridge, for each
 ``lam``) and fine-tuning, and returns a result dataset (DESIGN.md) with the per-instance errors,
 the transferabilities, the theory at the simulated D alongside (both fine-tuning variants), the
 distance of every trained endpoint from its exact gradient-flow endpoint, and the diagnostics.
@@ -21,7 +23,7 @@ from featurefate import estimators as est
 from featurefate._jax import jax
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.nets.linear import INITS
-from featurefate.tasks import draw_instances
+from featurefate.tasks import draw_instances, sample_data
 from featurefate.theory import linear as theory
 from featurefate.training import empirical_statistics
 from featurefate.transfer import (
@@ -61,6 +63,12 @@ class LinearPhaseConfig:
     """Fine-tuning's endpoint moves with the discretisation when n < D (the conserved quantities
     drift): its steps are capped to move the parameters by at most this much (``max_move`` in
     :func:`featurefate.training.train`). For n >= D the endpoint is unique and no cap is used."""
+    alpha_source: tuple[float, ...] = ()
+    """Source samples per dimension ``n_s / D`` to pretrain on (empty, or ``None``: the source
+    population). Several values are computed inside each cell, on nested source samples (the
+    first ``n_s`` of one draw) and one scratch run, and give the results an ``alpha_source`` dim."""
+    sigma_source: float = 0.0
+    """Label noise of the source samples (with ``alpha_source`` only)."""
 
     def stage_options(self, stage: str, n: int) -> TrainingOptions:
         """The training options of ``stage`` (``pretrain``, ``scratch`` or ``finetune``) at n samples.
@@ -90,6 +98,31 @@ class LinearPhaseConfig:
             v.real_array(
                 name, getattr(self, name), low=0.0, high=2.0, low_open=True, high_open=True
             )
+        source = () if self.alpha_source is None else np.atleast_1d(self.alpha_source)
+        source = tuple(
+            float(x) for x in v.real_array("alpha_source", source, low=0.0, low_open=True)
+        )
+        object.__setattr__(self, "alpha_source", source)
+        sigma_source = float(v.real_array("sigma_source", self.sigma_source, low=0.0))
+        object.__setattr__(self, "sigma_source", sigma_source)
+        if sigma_source > 0.0 and not source:
+            raise ValueError(
+                f"sigma_source applies with alpha_source only; got sigma_source = {sigma_source:g} "
+                "with population pretraining (alpha_source empty)"
+            )
+        for a_s in source:
+            n_s = round(a_s * self.dim)
+            if n_s < 1:
+                raise ValueError(
+                    f"alpha_source * dim must round to at least 1 sample; got alpha_source = "
+                    f"{a_s:g} at dim = {self.dim}"
+                )
+            if sigma_source > 0.0 and abs(n_s - self.dim) <= 1:
+                raise ValueError(
+                    f"alpha_source must keep n_s = round(alpha_source * dim) more than 1 from dim "
+                    f"when sigma_source > 0 (the source fit's expected norm is infinite there); "
+                    f"got alpha_source = {a_s:g} (n_s = {n_s}) at dim = {self.dim}"
+                )
 
 
 def check_cell(config: LinearPhaseConfig, cell: dict) -> tuple[float, float, float]:
@@ -131,7 +164,10 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         ``dim``; fine-tuning as ``finetune_paper`` and ``finetune_exact``),
         ``endpoint_gap_<...>`` (distance to the exact gradient-flow endpoint),
         ``steps_/converged_/excess_loss_/drift_/time_<stage>`` for the trained stages, and
-        ``pretrained_singular_values`` of the hidden features.
+        ``pretrained_singular_values`` of the hidden features. With ``config.alpha_source``
+        every variable but scratch's gains an ``alpha_source`` dim (coord ``n_source``), the
+        pretraining gap is measured from the source fit :math:`X_s^+ y_s`, and the theory
+        columns are the finite-source closed forms.
     """
     alpha, theta, sigma = check_cell(config, cell)
     n = round(alpha * config.dim)
@@ -154,13 +190,6 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         return None if progress is None else (lambda s, m: progress(name, s, m))
 
     net = {"depth": config.depth, "init_scale": config.init_scale, "init": config.init}
-    pre = pretrain(
-        inst.beta_s,
-        key=key_pre,
-        options=config.stage_options("pretrain", n),
-        progress=stage("pretrain"),
-        **net,
-    )
     svd = est.gram_svd(inst.X)  # the cell's one factorisation of the data
     stats = empirical_statistics(inst.X, inst.y, svd=svd)
     sc = scratch(
@@ -174,6 +203,135 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         **net,
     )
     lams = np.asarray(config.lam, dtype=float)
+    common = {
+        "source_norm": config.source_norm,
+        "target_norm": config.target_norm,
+        "dim": config.dim,
+    }
+    inst_dim = ("instance",)
+    data = {
+        "error_scratch": (inst_dim, sc.error),
+        "theory_error_scratch": (
+            (),
+            theory.scratch_error(alpha, sigma, target_norm=config.target_norm, dim=config.dim),
+        ),
+        "endpoint_gap_scratch": (
+            inst_dim,
+            np.linalg.norm(sc.w - est.min_norm_fit(inst.X, inst.y), axis=1),
+        ),
+    }
+    _training_vars(data, "scratch", sc)
+
+    def transfer(pre, source_fit, source):
+        return _transfer_vars(
+            config,
+            inst,
+            stats,
+            svd,
+            sc,
+            pre,
+            source_fit,
+            (alpha, theta, sigma),
+            lams,
+            {**common, **source},
+            stage,
+        )
+
+    if not config.alpha_source:
+        pre = pretrain(
+            inst.beta_s,
+            key=key_pre,
+            options=config.stage_options("pretrain", n),
+            progress=stage("pretrain"),
+            **net,
+        )
+        data.update(transfer(pre, inst.beta_s, {}))
+        coords = {}
+    else:
+        # one source draw, nested: alpha_source's cells share their first n_s samples
+        (source_seed,) = seq.spawn(1)
+        sizes = [round(a_s * config.dim) for a_s in config.alpha_source]
+        X_s, y_s = sample_data(
+            inst.beta_s, max(sizes), config.sigma_source, seed=np.random.default_rng(source_seed)
+        )
+        parts = []
+        for a_s, n_s in zip(config.alpha_source, sizes, strict=True):
+            # pretraining on the source sample from small init: scratch training on the source
+            pre = scratch(
+                X_s[:, :n_s],
+                y_s[:, :n_s],
+                inst.beta_s,
+                key=key_pre,
+                options=config.stage_options("scratch", n_s),
+                progress=stage("pretrain"),
+                **net,
+            )
+            fit = est.min_norm_fit(X_s[:, :n_s], y_s[:, :n_s])  # Theorem 3.5 on the source
+            source = {"alpha_source": a_s, "sigma_source": config.sigma_source}
+            parts.append(xr.Dataset(transfer(pre, fit, source)))
+        part = xr.concat(parts, dim="alpha_source", data_vars="all")
+        data.update({name: (var.dims, var.values) for name, var in part.data_vars.items()})
+        coords = {
+            "alpha_source": np.asarray(config.alpha_source),
+            "n_source": ("alpha_source", np.asarray(sizes)),
+        }
+
+    ds = xr.Dataset(
+        data,
+        coords={
+            "instance": np.arange(config.n_instances),
+            "lam": lams,
+            "alpha": alpha,
+            "theta": theta,
+            "sigma": sigma,
+            "n": n,
+            **coords,
+        },
+    )
+    ds["theta"].attrs["units"] = "radians"
+    ds["alpha"].attrs["long_name"] = "samples per dimension n / D"
+    ds.attrs.update(
+        {
+            "featurefate_version": featurefate.__version__,
+            "experiment": "linear_phase",
+            "config": json.dumps(asdict(config)),
+            "seed": str(seq.entropy),
+            "dim": config.dim,
+            "depth": config.depth,
+            "init_scale": config.init_scale,
+            "init": config.init,
+            "theory": "exact finite-size forms at the simulated dim; fine-tuning as both the "
+            "paper's endpoint (finetune_paper) and the corrected one (finetune_exact)",
+            "pretraining": "source population"
+            if not config.alpha_source
+            else "n_source = alpha_source * dim source samples per instance, "
+            f"sigma_source = {config.sigma_source:g}, from small init (ends at X_s^+ y_s)",
+            "linear_transfer": f"min-norm / ridge refit on features above rcond = {config.rcond}",
+        }
+    )
+    return ds
+
+
+def _training_vars(data, name, res):
+    tr = res.training
+    for field_name, value in (
+        ("steps", tr.steps),
+        ("converged", tr.converged),
+        ("excess_loss", tr.excess_loss),
+        ("drift", tr.drift),
+        ("time", tr.time),
+    ):
+        data[f"{field_name}_{name}"] = (("instance",), value)
+
+
+def _transfer_vars(config, inst, stats, svd, sc, pre, source_fit, cell, lams, theory_kw, stage):
+    """Linear, ridge and fine-tuning from the pretrained ``pre``, with theory and endpoint gaps.
+
+    ``source_fit`` is where pretraining ends as ``init_scale -> 0`` (``beta_s``, or the source
+    fit ``X_s^+ y_s``); ``theory_kw`` carries the finite-source arguments of the closed forms.
+    """
+    alpha, theta, sigma = cell
+    n = inst.X.shape[1]
     refit = linear_transfer(
         pre.params, inst.X, inst.y, inst.beta_t, lam=[0.0, *lams], rcond=config.rcond
     )
@@ -186,55 +344,42 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         progress=stage("finetune"),
         stats=stats,
     )
-
     # exact endpoints of gradient flow (init_scale -> 0) for the same instances
-    exact = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth, svd=svd)
+    exact = est.exact_endpoints(inst.X, inst.y, source_fit, depth=config.depth, svd=svd)
     gap = {
-        "pretrain": np.linalg.norm(pre.w - inst.beta_s, axis=1),
-        "scratch": np.linalg.norm(sc.w - exact["scratch"], axis=1),
+        "pretrain": np.linalg.norm(pre.w - source_fit, axis=1),
         "linear": np.linalg.norm(refit.w[0] - exact["linear"], axis=1),
         "finetune_paper": np.linalg.norm(ft.w - exact["finetune_paper"], axis=1),
         "finetune_exact": np.linalg.norm(ft.w - exact["finetune_exact"], axis=1),
     }
-
-    common = {
-        "source_norm": config.source_norm,
-        "target_norm": config.target_norm,
-        "dim": config.dim,
-    }
+    depth = config.depth
+    linear_kw = {k: val for k, val in theory_kw.items() if k != "source_norm"}
     th = {
-        "scratch": theory.scratch_error(
-            alpha, sigma, target_norm=config.target_norm, dim=config.dim
-        ),
         "linear": theory.linear_transfer_error(
-            alpha, theta, sigma, target_norm=config.target_norm, dim=config.dim
+            alpha, theta, sigma, source_norm=config.source_norm, **linear_kw
         ),
-        "ridge": theory.ridge_transfer_error(
-            alpha, theta, sigma, lams, depth=config.depth, **common
-        ),
+        "ridge": theory.ridge_transfer_error(alpha, theta, sigma, lams, depth=depth, **theory_kw),
         "finetune_paper": theory.finetune_error(
-            alpha, theta, sigma, variant="paper", depth=config.depth, **common
+            alpha, theta, sigma, variant="paper", depth=depth, **theory_kw
         ),
         "finetune_exact": theory.finetune_error(
-            alpha, theta, sigma, variant="exact", depth=config.depth, **common
+            alpha, theta, sigma, variant="exact", depth=depth, **theory_kw
         ),
     }
     th_t = {
-        "linear": theory.transferability("linear", alpha, theta, sigma, **common),
+        "linear": theory.transferability("linear", alpha, theta, sigma, **theory_kw),
         "ridge": theory.transferability(
-            "ridge", alpha, theta, sigma, lam=lams, depth=config.depth, **common
+            "ridge", alpha, theta, sigma, lam=lams, depth=depth, **theory_kw
         ),
         "finetune_paper": theory.transferability(
-            "finetune", alpha, theta, sigma, variant="paper", depth=config.depth, **common
+            "finetune", alpha, theta, sigma, variant="paper", depth=depth, **theory_kw
         ),
         "finetune_exact": theory.transferability(
-            "finetune", alpha, theta, sigma, variant="exact", depth=config.depth, **common
+            "finetune", alpha, theta, sigma, variant="exact", depth=depth, **theory_kw
         ),
     }
-
     inst_dim, ridge_dims = ("instance",), ("lam", "instance")
     data = {
-        "error_scratch": (inst_dim, sc.error),
         "error_linear": (inst_dim, refit.error[0]),
         "error_ridge": (ridge_dims, refit.error[1:]),
         "error_finetune": (inst_dim, ft.error),
@@ -255,54 +400,21 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         data[f"theory_transferability_{name}"] = (("lam",) if name == "ridge" else (), value)
     for name, value in gap.items():
         data[f"endpoint_gap_{name}"] = (inst_dim, value)
-    for name, res in (("pretrain", pre), ("scratch", sc), ("finetune", ft)):
-        tr = res.training
-        data[f"steps_{name}"] = (inst_dim, tr.steps)
-        data[f"converged_{name}"] = (inst_dim, tr.converged)
-        data[f"excess_loss_{name}"] = (inst_dim, tr.excess_loss)
-        data[f"drift_{name}"] = (inst_dim, tr.drift)
-        data[f"time_{name}"] = (inst_dim, tr.time)
+    for name, res in (("pretrain", pre), ("finetune", ft)):
+        _training_vars(data, name, res)
     data["n_features_linear"] = (inst_dim, refit.info["n_features"])
     data["pretrained_singular_values"] = (
         ("instance", "rank"),
         refit.info["singular_values"][:, :3],
     )
-
-    ds = xr.Dataset(
-        data,
-        coords={
-            "instance": np.arange(config.n_instances),
-            "lam": lams,
-            "alpha": alpha,
-            "theta": theta,
-            "sigma": sigma,
-            "n": n,
-        },
-    )
-    ds["theta"].attrs["units"] = "radians"
-    ds["alpha"].attrs["long_name"] = "samples per dimension n / D"
-    ds.attrs.update(
-        {
-            "featurefate_version": featurefate.__version__,
-            "experiment": "linear_phase",
-            "config": json.dumps(asdict(config)),
-            "seed": str(seq.entropy),
-            "dim": config.dim,
-            "depth": config.depth,
-            "init_scale": config.init_scale,
-            "init": config.init,
-            "theory": "exact finite-size forms at the simulated dim; fine-tuning as both the "
-            "paper's endpoint (finetune_paper) and the corrected one (finetune_exact)",
-            "linear_transfer": f"min-norm / ridge refit on features above rcond = {config.rcond}",
-        }
-    )
-    return ds
+    return data
 
 
 def summarize(ds: xr.Dataset) -> list[dict]:
     """Per method: mean error and its standard error, theory, transferability, convergence.
 
-    Returns one dict per row, JSON-ready (plain floats).
+    Returns one dict per row, JSON-ready (plain floats). With an ``alpha_source`` dim the
+    transfer rows repeat per source size, their method tagged ``(α_s=...)``.
     """
     rows = []
 
@@ -335,34 +447,38 @@ def summarize(ds: xr.Dataset) -> list[dict]:
         ds.steps_scratch,
         ds.endpoint_gap_scratch,
     )
-    row(
-        "linear",
-        ds.error_linear,
-        ds.theory_error_linear,
-        ds.transferability_linear,
-        ds.transferability_linear_stderr,
-        ds.theory_transferability_linear,
-        gap=ds.endpoint_gap_linear,
-    )
-    for i, lam in enumerate(ds.lam.values):
+    sources = ds.alpha_source.values if "alpha_source" in ds.dims else [None]
+    for a_s in sources:
+        sub = ds if a_s is None else ds.sel(alpha_source=a_s)
+        tag = "" if a_s is None else f" (α_s={a_s:g})"
         row(
-            f"ridge λ={lam:g}",
-            ds.error_ridge[i],
-            ds.theory_error_ridge[i],
-            ds.transferability_ridge[i],
-            ds.transferability_ridge_stderr[i],
-            ds.theory_transferability_ridge[i],
+            "linear" + tag,
+            sub.error_linear,
+            sub.theory_error_linear,
+            sub.transferability_linear,
+            sub.transferability_linear_stderr,
+            sub.theory_transferability_linear,
+            gap=sub.endpoint_gap_linear,
         )
-    for variant in ("paper", "exact"):
-        row(
-            f"finetune vs {variant}",
-            ds.error_finetune,
-            ds[f"theory_error_finetune_{variant}"],
-            ds.transferability_finetune,
-            ds.transferability_finetune_stderr,
-            ds[f"theory_transferability_finetune_{variant}"],
-            ds.converged_finetune,
-            ds.steps_finetune,
-            ds[f"endpoint_gap_finetune_{variant}"],
-        )
+        for i, lam in enumerate(sub.lam.values):
+            row(
+                f"ridge λ={lam:g}{tag}",
+                sub.error_ridge[i],
+                sub.theory_error_ridge[i],
+                sub.transferability_ridge[i],
+                sub.transferability_ridge_stderr[i],
+                sub.theory_transferability_ridge[i],
+            )
+        for variant in ("paper", "exact"):
+            row(
+                f"finetune vs {variant}{tag}",
+                sub.error_finetune,
+                sub[f"theory_error_finetune_{variant}"],
+                sub.transferability_finetune,
+                sub.transferability_finetune_stderr,
+                sub[f"theory_transferability_finetune_{variant}"],
+                sub.converged_finetune,
+                sub.steps_finetune,
+                sub[f"endpoint_gap_finetune_{variant}"],
+            )
     return rows

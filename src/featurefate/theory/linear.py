@@ -69,6 +69,19 @@ def _variant(variant):
     return v.choice("variant", variant, FINETUNE_VARIANTS)
 
 
+def _source_data(alpha_source, sigma_source):
+    """Validate the finite-source arguments; ``(None, None)`` for population pretraining."""
+    if alpha_source is None:
+        if np.any(np.asarray(sigma_source, dtype=float) != 0.0):
+            raise ValueError(
+                "sigma_source applies with alpha_source only (finite source data); "
+                f"got sigma_source = {sigma_source!r} with alpha_source = None"
+            )
+        return None, None
+    alpha_source = v.real_array("alpha_source", alpha_source, low=0.0, low_open=True)
+    return alpha_source, _sigma(sigma_source, "sigma_source")
+
+
 # --------------------------------------------------------------------------------------------
 # building blocks
 
@@ -147,6 +160,111 @@ def _chi2_ridge_moments(n, c):
 
 
 # --------------------------------------------------------------------------------------------
+# pretraining on finite source data
+
+
+def _source_moments(theta, alpha_source, sigma_source, source_norm, dim):
+    r"""Kept fraction, :math:`E|\hat\beta_s|^2` and the effective cosine of the source fit.
+
+    ``kept = min(n_s/D, 1)``, ``norm2 = kept |beta_s|^2 + E|X_s^+ eps_s|^2`` (``inf`` where the
+    source noise term is) and ``cos = kept |beta_s| cos(theta) / sqrt(norm2)`` (0 where
+    ``norm2`` is infinite).
+    """
+    kept = 1.0 - _unexplained_fraction(alpha_source)
+    norm2 = kept * source_norm**2 + _noise_error(alpha_source, sigma_source, dim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(np.isinf(norm2), 0.0, kept * source_norm * np.cos(theta) / np.sqrt(norm2))
+    return kept, norm2, np.clip(cos, -1.0, 1.0)
+
+
+def finite_source_geometry(theta, alpha_source, sigma_source=0.0, *, source_norm=1.0, dim=None):
+    r"""Angle to the target and norm of the source fit that finite-source pretraining ends at.
+
+    Pretraining from small initialisation on :math:`n_s = \alpha_s D` source samples with label
+    noise :math:`\sigma_s` ends at the minimum-norm fit :math:`\hat\beta_s = X_s^+ y_s`
+    (Theorem 3.5 applied to the source), and the pretrained feature is rank one along it
+    (Theorem 3.4). Every transfer method then sees the source only through
+    :math:`\hat\beta_s`'s norm and its angle to :math:`\beta_t` (docs/theory.md, Finite source
+    data). With :math:`\kappa = \min(\alpha_s, 1)` and :math:`N_s` the noise term of eq. (10)
+    (:math:`\sigma_s^2 \alpha_s/(1-\alpha_s)` below 1, :math:`\sigma_s^2/(\alpha_s-1)` above),
+
+    .. math::
+
+        |\hat\beta_s|^2 \to \kappa |\beta_s|^2 + N_s, \qquad
+        \langle\hat\beta_s, \beta_t\rangle \to \kappa \langle\beta_s, \beta_t\rangle, \qquad
+        \cos\theta_{\rm eff} = \frac{\kappa |\beta_s| \cos\theta}
+                                      {\sqrt{\kappa |\beta_s|^2 + N_s}}.
+
+    With ``dim`` the same expressions use ``n_s / D`` and the inverse-Wishart noise term: then
+    they are the exact expectations :math:`E|\hat\beta_s|^2` and
+    :math:`E\langle\hat\beta_s, \beta_t\rangle`, and the angle is the one of those
+    expectations (the typical angle; the actual one fluctuates by :math:`O(D^{-1/2})`).
+
+    Parameters
+    ----------
+    theta : array-like
+        Angle between :math:`\beta_s` and :math:`\beta_t`, radians in [0, pi].
+    alpha_source : array-like
+        Source samples per dimension ``n_s / D``, > 0.
+    sigma_source : array-like, default 0.0
+        Source label noise, >= 0.
+    source_norm : array-like, default 1.0
+        :math:`|\beta_s|`.
+    dim : int, optional
+        D, for the finite-size moments with ``n_s = alpha_source * dim``.
+
+    Returns
+    -------
+    theta_eff : ndarray or float
+        :math:`\theta_{\rm eff}`, radians in [0, pi]; :math:`\pi/2` where the norm is infinite.
+    norm_eff : ndarray or float
+        :math:`\sqrt{E|\hat\beta_s|^2}`; ``inf`` at :math:`\alpha_s = 1` (``D - 1 <= n_s <= D + 1``)
+        when :math:`\sigma_s > 0`.
+    """
+    theta = _theta(theta)
+    alpha_source, sigma_source = _source_data(alpha_source, sigma_source)
+    if alpha_source is None:
+        raise ValueError("alpha_source is required: a finite number in (0, inf)")
+    source_norm, dim = _norm(source_norm, "source_norm"), _dim(dim)
+    _, norm2, cos = _source_moments(theta, alpha_source, sigma_source, source_norm, dim)
+    return v.scalar_or_array(np.arccos(cos)), v.scalar_or_array(np.sqrt(norm2) + 0.0 * cos)
+
+
+def _effective_source(theta, source_norm, alpha_source, sigma_source, dim, *, squared=False):
+    r"""``(theta, source_norm)`` seen by transfer: the teacher's, or the source fit's.
+
+    ``squared=False``: the angle of the exact first moments (:func:`finite_source_geometry`),
+    for fine-tuning, whose paper endpoint is linear in them. ``squared=True``, for linear and
+    ridge transfer, whose error given the fit is linear in :math:`\cos^2\theta_{\rm eff}`: at
+    finite D the law of :math:`\hat\beta_s` is invariant under rotations fixing
+    :math:`\beta_s`, so its component orthogonal to :math:`\beta_s` is uniform on that
+    sphere and, exactly,
+    :math:`E\cos^2\theta_{\rm eff} = \rho\cos^2\theta + (1 - \rho)\sin^2\theta / (D - 1)`
+    with :math:`\rho = E\cos^2\angle(\hat\beta_s, \beta_s)`; :math:`\rho` is taken at its
+    typical value :math:`\kappa^2|\beta_s|^2 / E|\hat\beta_s|^2` (exact when
+    :math:`\sigma_s = 0`: :math:`\rho = n_s / D`). The sign of the cosine is dropped.
+    """
+    if alpha_source is None:
+        return theta, source_norm
+    kept, norm2, cos = _source_moments(theta, alpha_source, sigma_source, source_norm, dim)
+    if squared and dim is not None:
+        rho = np.where(np.isinf(norm2), 0.0, (kept * source_norm) ** 2 / norm2)
+        cos2 = rho * np.cos(theta) ** 2 + (1.0 - rho) * np.sin(theta) ** 2 / (dim - 1.0)
+        cos = np.sqrt(np.clip(cos2, 0.0, 1.0))
+    return np.arccos(cos), np.sqrt(norm2)
+
+
+def _require_finite_source_norm(norm_eff, alpha_source):
+    if np.any(np.isinf(norm_eff)):
+        bad = np.broadcast_to(alpha_source, np.shape(norm_eff))[np.isinf(norm_eff)].flat[0]
+        raise ValueError(
+            "alpha_source must avoid 1 (n_s within 1 of D at finite size) when sigma_source > 0: "
+            "the source fit's expected norm, and with it fine-tuning's error, is infinite there; "
+            f"got alpha_source = {bad:g}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # errors
 
 
@@ -190,7 +308,17 @@ def scratch_error(alpha, sigma, *, target_norm=1.0, dim=None):
     return v.scalar_or_array(bias + _noise_error(alpha, sigma, dim))
 
 
-def linear_transfer_error(alpha, theta, sigma, *, target_norm=1.0, dim=None):
+def linear_transfer_error(
+    alpha,
+    theta,
+    sigma,
+    *,
+    target_norm=1.0,
+    dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
+    source_norm=1.0,
+):
     r"""Expected generalization error of linear transfer, Theorem 3.7, eq. (12).
 
     After pretraining the hidden features are rank one along :math:`\beta_s` (Theorem 3.4), so
@@ -206,6 +334,20 @@ def linear_transfer_error(alpha, theta, sigma, *, target_norm=1.0, dim=None):
     :math:`\alpha` drops the second term. At finite size ``n <= 2`` gives ``inf`` (the expected
     inverse of a :math:`\chi^2_n` variable diverges).
 
+    **Finite source data** (``alpha_source``; docs/theory.md, Finite source data): the feature
+    lies along the source fit :math:`\hat\beta_s = X_s^+ y_s`, so :math:`\theta` is replaced by
+    the effective angle of :func:`finite_source_geometry`,
+    :math:`\cos^2\theta_{\rm eff} = \kappa^2 |\beta_s|^2\cos^2\theta / (\kappa|\beta_s|^2 + N_s)`,
+    which depends on :math:`|\beta_s|`; at :math:`\alpha_s = 1` with :math:`\sigma_s > 0` the
+    fit is pure noise in the limit (:math:`\theta_{\rm eff} = \pi/2`) and the error stays
+    finite. In the limit this is exact. With ``dim`` the target side is exact given the source
+    fit (the error is linear in :math:`\cos^2\theta_{\rm eff}`), and
+    :math:`E\cos^2\theta_{\rm eff} = \rho\cos^2\theta + (1-\rho)\sin^2\theta/(D-1)`
+    exactly, with :math:`\rho = E\cos^2\angle(\hat\beta_s, \beta_s)`: exact for
+    :math:`\sigma_s = 0` (:math:`\rho = \min(n_s/D, 1)`); with source noise :math:`\rho` is
+    taken at its typical value, off by :math:`O(1/D)` (its exact average is a ratio of Wishart
+    quadratic forms without a closed form).
+
     Parameters
     ----------
     alpha : array-like
@@ -218,6 +360,13 @@ def linear_transfer_error(alpha, theta, sigma, *, target_norm=1.0, dim=None):
         :math:`|\beta_t|`.
     dim : int, optional
         D, for the exact finite-n form with ``n = alpha * dim``.
+    alpha_source : array-like, optional
+        Source samples per dimension ``n_s / D`` > 0 for pretraining on finite source data;
+        ``None`` (default) pretrains on the source population (:math:`|\beta_s| = 1`).
+    sigma_source : array-like, default 0.0
+        Source label noise >= 0 (with ``alpha_source`` only).
+    source_norm : array-like, default 1.0
+        :math:`|\beta_s|`; it matters only with ``alpha_source``.
 
     Returns
     -------
@@ -225,6 +374,9 @@ def linear_transfer_error(alpha, theta, sigma, *, target_norm=1.0, dim=None):
     """
     alpha, theta, sigma = _alpha(alpha), _theta(theta), _sigma(sigma)
     target_norm, dim = _norm(target_norm, "target_norm"), _dim(dim)
+    source_norm = _norm(source_norm, "source_norm")
+    alpha_source, sigma_source = _source_data(alpha_source, sigma_source)
+    theta, _ = _effective_source(theta, source_norm, alpha_source, sigma_source, dim, squared=True)
     perp2 = (target_norm * np.sin(theta)) ** 2
     if dim is None:
         out = perp2 + 0.0 * alpha + 0.0 * sigma
@@ -237,7 +389,17 @@ def linear_transfer_error(alpha, theta, sigma, *, target_norm=1.0, dim=None):
 
 
 def ridge_transfer_error(
-    alpha, theta, sigma, lam, *, source_norm=1.0, target_norm=1.0, depth=2, dim=None
+    alpha,
+    theta,
+    sigma,
+    lam,
+    *,
+    source_norm=1.0,
+    target_norm=1.0,
+    depth=2,
+    dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
 ):
     r"""Expected generalization error of ridge linear transfer, Theorem 3.8, eqs. (14)-(15).
 
@@ -266,6 +428,14 @@ def ridge_transfer_error(
     helps slightly, so the theorem holds only in the limit (docs/theory.md, Ridge linear transfer). ``lam = 0`` gives
     :func:`linear_transfer_error`.
 
+    **Finite source data** (``alpha_source``): :math:`\theta` and :math:`|\beta_s|` become the
+    source fit's effective angle and norm (:func:`finite_source_geometry`); the feature's scale
+    :math:`|\hat\beta_s|^{(L-1)/L}` sets :math:`\lambda_{\rm eff}`, which is 0 at
+    :math:`\alpha_s = 1` with :math:`\sigma_s > 0` (infinite fit norm, the limit of
+    :func:`linear_transfer_error` there). Exact in the limit; with ``dim`` the angle is the
+    finite-D one of :func:`linear_transfer_error` and the norm is
+    :math:`\sqrt{E|\hat\beta_s|^2}`, off by :math:`O(1/D)` when :math:`\sigma_s > 0`.
+
     Parameters
     ----------
     alpha, theta, sigma : array-like
@@ -278,6 +448,8 @@ def ridge_transfer_error(
         Network depth L >= 2, which sets the scale of the pretrained features.
     dim : int, optional
         D, for the exact finite-n expectation with ``n = alpha * dim``.
+    alpha_source, sigma_source : array-like, optional
+        Finite source data, as in :func:`linear_transfer_error`.
 
     Returns
     -------
@@ -286,6 +458,10 @@ def ridge_transfer_error(
     alpha, theta, sigma, lam = _alpha(alpha), _theta(theta), _sigma(sigma), _lam(lam)
     source_norm = _norm(source_norm, "source_norm")
     target_norm, depth, dim = _norm(target_norm, "target_norm"), _depth(depth), _dim(dim)
+    alpha_source, sigma_source = _source_data(alpha_source, sigma_source)
+    theta, source_norm = _effective_source(
+        theta, source_norm, alpha_source, sigma_source, dim, squared=True
+    )
     lam_eff = lam / source_norm ** (2.0 * (depth - 1) / depth)
     par2 = (target_norm * np.cos(theta)) ** 2
     perp2 = (target_norm * np.sin(theta)) ** 2
@@ -428,6 +604,8 @@ def finetune_error(
     target_norm=1.0,
     depth=2,
     dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
 ):
     r"""Expected generalization error of fine-tuning, Theorem 3.9, eq. (16).
 
@@ -459,6 +637,25 @@ def finetune_error(
 
     ``depth`` enters through c (:func:`solve_finetune_scale`) in the limit and at finite size.
 
+    **Finite source data** (``alpha_source``; docs/theory.md, Finite source data): fine-tuning
+    starts from the source fit :math:`\hat\beta_s`, so :math:`|\beta_s|` and :math:`\theta`
+    become its norm and angle (:func:`finite_source_geometry`), and the corrected endpoint is
+    :math:`X^+ y + c(I - P)\hat\beta_s` with c from
+    :math:`|\hat\beta_s|^2 c^{2L/(L-1)} = a c^2 + b`, :math:`a = |(I-P)\hat\beta_s|^2`. In the
+    limit, with :math:`\kappa = \min(\alpha_s, 1)` and :math:`N_s` the source noise term,
+
+    .. math::
+
+        T_{\rm ft} = (1 - \alpha)_+ \big(2 c \kappa \langle\beta_s, \beta_t\rangle
+                      - c^2 (\kappa |\beta_s|^2 + N_s)\big),
+
+    c = 1 for the paper's endpoint. The paper's endpoint is exact at finite size too (its error
+    is linear in :math:`\hat\beta_s` and :math:`|\hat\beta_s|^2`, whose exact means use
+    ``n_s / D`` and the inverse-Wishart noise term); the corrected one with ``dim`` averages
+    exactly over the target data at the source fit's typical angle and norm, off by
+    :math:`O(1/D)`. Infinite at :math:`\alpha_s = 1` (``D - 1 <= n_s <= D + 1``) when
+    :math:`\sigma_s > 0`: a ``ValueError`` says so.
+
     Parameters
     ----------
     alpha, theta, sigma : array-like
@@ -470,6 +667,8 @@ def finetune_error(
     dim : int, optional
         D, for the exact finite-size expectation with ``n = alpha * dim``; one quadrature per
         distinct parameter set for the exact variant (about 0.05-0.5 s each, cached).
+    alpha_source, sigma_source : array-like, optional
+        Finite source data, as in :func:`linear_transfer_error`.
 
     Returns
     -------
@@ -479,6 +678,9 @@ def finetune_error(
     variant, depth, dim = _variant(variant), _depth(depth), _dim(dim)
     source_norm = _norm(source_norm, "source_norm")
     target_norm = _norm(target_norm, "target_norm")
+    alpha_source, sigma_source = _source_data(alpha_source, sigma_source)
+    theta, source_norm = _effective_source(theta, source_norm, alpha_source, sigma_source, dim)
+    _require_finite_source_norm(source_norm, alpha_source)
     gain = _finetune_gain(alpha, theta, sigma, variant, source_norm, target_norm, depth, dim)
     scratch = scratch_error(alpha, sigma, target_norm=target_norm, dim=dim)
     # R_ft = R_sc - gain; where R_sc is infinite the gain is 0 (alpha >= 1) and R_ft is too.
@@ -486,41 +688,29 @@ def finetune_error(
 
 
 def finetune_transferability_finite_source(alpha, theta, alpha_source, sigma_source):
-    r"""Fine-tuning transferability after pretraining on finite source data (paper's figure code).
+    r"""The paper's fine-tuning transferability after pretraining on finite source data.
 
-    The source model is the minimum-norm fit to :math:`n_s = \alpha_s D` noisy source samples
-    (noise :math:`\sigma_s`), then fine-tuned with the paper's endpoint. With unit norms,
+    A thin wrapper: ``transferability("finetune", alpha, theta, 0.0, variant="paper",
+    alpha_source=alpha_source, sigma_source=sigma_source)``. With unit norms, in the limit,
 
     .. math::
 
-        T_{\rm ft} = -(1 - \alpha)_+ \Big[\alpha_s (1 - 2\cos\theta)
-                     + \sigma_s^2 \frac{\alpha_s}{1 - \alpha_s}\Big] \quad (\alpha_s < 1),
+        T_{\rm ft} = -(1 - \alpha)_+ \Big[\kappa (1 - 2\cos\theta) + N_s\Big],
+        \qquad \kappa = \min(\alpha_s, 1),
 
-        T_{\rm ft} = -(1 - \alpha)_+ \Big[(1 - 2\cos\theta)
-                     + \frac{\sigma_s^2}{\alpha_s - 1}\Big] \quad (\alpha_s > 1).
-
-    The target noise cancels. At :math:`\alpha_s = 1` with :math:`\sigma_s > 0` it is ``-inf``
-    for :math:`\alpha < 1`.
-
-    Parameters
-    ----------
-    alpha : array-like
-        Target ``n / D``.
-    theta : array-like
-        Angle, radians in [0, pi].
-    alpha_source : array-like
-        Source ``n_s / D``, > 0.
-    sigma_source : array-like
-        Source label noise, >= 0.
+    :math:`N_s = \sigma_s^2 \alpha_s / (1 - \alpha_s)` below 1 and :math:`\sigma_s^2/(\alpha_s - 1)`
+    above (the target noise cancels). ``alpha_source = 1`` with ``sigma_source > 0`` raises
+    (infinite there).
     """
-    alpha, theta = _alpha(alpha), _theta(theta)
-    alpha_source = v.real_array("alpha_source", alpha_source, low=0.0, low_open=True)
-    sigma_source = _sigma(sigma_source, "sigma_source")
-    misfit = np.where(alpha_source < 1.0, alpha_source, 1.0) * (1.0 - 2.0 * np.cos(theta))
-    excess = _noise_error(alpha_source, sigma_source, None)
-    with np.errstate(invalid="ignore"):
-        out = -_unexplained_fraction(alpha) * (misfit + excess)
-    return v.scalar_or_array(np.where(alpha >= 1.0, 0.0, out))
+    return transferability(
+        "finetune",
+        alpha,
+        theta,
+        0.0,
+        variant="paper",
+        alpha_source=alpha_source,
+        sigma_source=sigma_source,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,6 +729,8 @@ def transferability(
     target_norm=1.0,
     depth=2,
     dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
 ):
     r"""Transferability :math:`T = E[R_{\rm sc}] - E[R_{\rm transfer}]`, eq. (7).
 
@@ -550,6 +742,10 @@ def transferability(
     errors are infinite; linear and ridge transfer give ``+inf`` there when :math:`\sigma > 0`.
     With ``dim`` the exact variant's T is :math:`-E[c^2 a - 2c\,\beta_s^\top(I-P)\beta_t]`
     (:func:`finetune_error`), finite for every ``n < D`` and 0 for ``n >= D``.
+
+    ``alpha_source`` (and ``sigma_source``) pretrain on finite source data: every method sees
+    the source fit :math:`\hat\beta_s = X_s^+ y_s` instead of :math:`\beta_s`
+    (:func:`finite_source_geometry`; docs/theory.md, Finite source data).
 
     Parameters
     ----------
@@ -563,6 +759,8 @@ def transferability(
     depth : int, default 2
     dim : int, optional
         Exact finite-size forms at ``D = dim``.
+    alpha_source, sigma_source : array-like, optional
+        Finite source data, as in :func:`linear_transfer_error`.
 
     Returns
     -------
@@ -576,20 +774,33 @@ def transferability(
     if variant is not None and method != "finetune":
         raise ValueError(f"variant applies to method 'finetune' only; got method {method!r}")
     alpha, theta, sigma = _alpha(alpha), _theta(theta), _sigma(sigma)
+    source = {"alpha_source": alpha_source, "sigma_source": sigma_source}
     if method == "finetune":
         variant = _variant("paper" if variant is None else variant)
         source_norm = _norm(source_norm, "source_norm")
         target_norm = _norm(target_norm, "target_norm")
+        dim = _dim(dim)
+        alpha_source, sigma_source = _source_data(alpha_source, sigma_source)
+        theta, source_norm = _effective_source(theta, source_norm, alpha_source, sigma_source, dim)
+        _require_finite_source_norm(source_norm, alpha_source)
         gain = _finetune_gain(
-            alpha, theta, sigma, variant, source_norm, target_norm, _depth(depth), _dim(dim)
+            alpha, theta, sigma, variant, source_norm, target_norm, _depth(depth), dim
         )
         return v.scalar_or_array(gain + 0.0 * sigma)
     scratch = scratch_error(alpha, sigma, target_norm=target_norm, dim=dim)
     if method == "linear":
-        # Linear transfer without ridge is independent of the source norm and the depth.
-        _norm(source_norm, "source_norm")
+        # Linear transfer without ridge is independent of the depth, and of the source norm
+        # unless the source is finite (the source fit's angle depends on it).
         _depth(depth)
-        transfer = linear_transfer_error(alpha, theta, sigma, target_norm=target_norm, dim=dim)
+        transfer = linear_transfer_error(
+            alpha,
+            theta,
+            sigma,
+            target_norm=target_norm,
+            dim=dim,
+            source_norm=source_norm,
+            **source,
+        )
     else:
         transfer = ridge_transfer_error(
             alpha,
@@ -600,6 +811,7 @@ def transferability(
             target_norm=target_norm,
             depth=depth,
             dim=dim,
+            **source,
         )
     with np.errstate(invalid="ignore"):
         return v.scalar_or_array(np.asarray(scratch - transfer))
