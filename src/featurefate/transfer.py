@@ -47,6 +47,7 @@ from featurefate.nets.linear import (
     rank_one_feature_scale,
 )
 from featurefate.training import (
+    METHODS,
     TrainResult,
     empirical_statistics,
     population_statistics,
@@ -56,7 +57,7 @@ from featurefate.training import (
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """How gradient descent runs; see :func:`featurefate.training.train`."""
+    """How the gradient flow is integrated; see :func:`featurefate.training.train`."""
 
     step_size: str | float = "auto"
     eta: float = 0.25
@@ -65,6 +66,10 @@ class TrainingOptions:
     max_time: float | None = None
     check_every: int = 200
     max_move: float | None = None
+    method: str = "semi-implicit"
+
+    def __post_init__(self):
+        v.choice("method", self.method, METHODS)
 
     def as_kwargs(self) -> dict:
         return {
@@ -75,6 +80,7 @@ class TrainingOptions:
             "max_time": self.max_time,
             "check_every": self.check_every,
             "max_move": self.max_move,
+            "method": self.method,
         }
 
 
