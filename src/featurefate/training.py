@@ -358,8 +358,24 @@ def _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr):
     return root * y
 
 
-def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, *, eta, fixed_lr, tol,
-               max_move, semi_implicit):  # fmt: skip
+class StepRule(NamedTuple):
+    """The numbers of the step rule, traced (one compilation serves every value).
+
+    Which of them count is static: ``fixed`` (``lr``), ``capped`` (``max_move``) and
+    ``semi_implicit`` are compile-time flags of the chunk functions.
+    """
+
+    eta: float
+    lr: float
+    tol: float
+    max_move: float
+
+
+_CHUNK_STATIC = ("fixed", "capped", "semi_implicit")
+
+
+def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, rule, *, fixed, capped,
+               semi_implicit):  # fmt: skip
     r"""The step rule of both engines (module docstring): ``(lr, still_active)`` of one network.
 
     ``grad_norm`` is a callable giving :math:`\|\nabla_\theta \mathcal L\|` over all layers,
@@ -367,20 +383,20 @@ def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, *, eta, 
     ``tol`` stops (``lr = 0``). The semi-implicit step bounds only the residual part of
     :math:`H_t`: the Gauss-Newton part is what it treats implicitly.
     """
-    if fixed_lr is None:
+    if fixed:
+        lr = jnp.asarray(rule.lr, dtype=excess.dtype)
+    else:
         gauss_newton, residual = _curvature_parts(norms2, grad_w_norm, lam_max)
         bound = residual if semi_implicit else gauss_newton + residual
-        lr = eta / bound
-        if max_move is not None:
-            lr = jnp.minimum(lr, max_move / grad_norm())
-    else:
-        lr = jnp.asarray(fixed_lr, dtype=excess.dtype)
-    active = active & (excess > tol)
+        lr = rule.eta / bound
+        if capped:
+            lr = jnp.minimum(lr, rule.max_move / grad_norm())
+    active = active & (excess > rule.tol)
     return jnp.where(active, lr, 0.0), active
 
 
-def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min, active, *, eta,
-              fixed_lr, tol, max_move, semi_implicit):  # fmt: skip
+def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min, active, rule, *,
+              fixed, capped, semi_implicit):  # fmt: skip
     r"""One step of one dense network; frozen where ``active`` is False.
 
     Explicit: :math:`W_l \leftarrow W_l - \mathrm{lr}\, u_l v_l^\top` with the factors of
@@ -400,7 +416,7 @@ def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min,
     lr, active = _step_size(
         excess, active, norms2, jnp.sqrt(jnp.sum(grad_rot * grad_rot)), lam_max,
         lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
-        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move, semi_implicit=semi_implicit,
+        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
         direction = _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr)
@@ -443,9 +459,6 @@ def _loop(step, state, active, steps, time, max_steps, max_time, length):
     return state, active, steps, time, loss
 
 
-_CHUNK_STATIC = ("eta", "fixed_lr", "tol", "length", "max_move", "semi_implicit")
-
-
 def _eigen_constants(stats):
     """``(V, lam, 1/lam, b in the eigenbasis)`` of a batch of statistics."""
     b_rot = stats.b if stats.V is None else jnp.einsum("krd,kd->kr", stats.V, stats.b)
@@ -453,15 +466,14 @@ def _eigen_constants(stats):
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk(params, stats, active, steps, time, max_steps, max_time, *, eta, fixed_lr, tol,
-               length, max_move=None, semi_implicit=False):  # fmt: skip
+def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, rule, *, fixed,
+               capped, semi_implicit):  # fmt: skip
     """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
     V, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
     one = jax.vmap(
-        partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
-                semi_implicit=semi_implicit),
+        partial(_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit),
         in_axes=(0, 0, 0, 0, None if V is None else 0, 0, 0, 0, 0, 0, 0),
-    )  # fmt: skip
+    )
     constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
     def step(state, can_go):
@@ -514,8 +526,8 @@ def _rank_one_direction(grad_rot, z, lam, gain, others, lr):
     return inv * (grad_rot - (coupling * s_dot) * lam_z), s_dot
 
 
-def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min, active, *, eta,
-                   fixed_lr, tol, max_move, semi_implicit):  # fmt: skip
+def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min, active, rule,
+                   *, fixed, capped, semi_implicit):  # fmt: skip
     r"""One step of one rank-one chain, in the eigenbasis of S; O(D).
 
     The state is :math:`z = V s` (the part of the first layer's factor in S's range; the rest,
@@ -538,7 +550,7 @@ def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min,
     lr, active = _step_size(
         excess, active, norms2, grad_w_norm, lam_max,
         lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
-        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move, semi_implicit=semi_implicit,
+        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
         grad_rot, s_dot_g = _rank_one_direction(grad_rot, z, lam, gain, others, lr)
@@ -547,13 +559,12 @@ def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min,
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, *, eta,
-                        fixed_lr, tol, length, max_move=None, semi_implicit=False):  # fmt: skip
+def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, length, rule,
+                        *, fixed, capped, semi_implicit):  # fmt: skip
     """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
     one = jax.vmap(
-        partial(_rank_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
-                semi_implicit=semi_implicit)
-    )  # fmt: skip
+        partial(_rank_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit)
+    )
 
     def step(state, can_go):
         z, amplitudes, lr, loss, moved = one(*state, *constants, can_go)
@@ -670,6 +681,9 @@ def train(
     if max_move is not None:
         max_move = float(v.real_array("max_move", max_move, low=0.0, low_open=True))
     max_time = np.inf if max_time is None else float(v.real_array("max_time", max_time, low=0.0))
+    rule = StepRule(
+        *(jnp.asarray(x, dtype=jnp.float64) for x in (eta, fixed_lr or 0.0, tol, max_move or 0.0))
+    )
     k = stats.b.shape[0]
     rank_one = isinstance(params, RankOneParams)
     if rank_one:
@@ -693,8 +707,8 @@ def train(
     time = jnp.zeros(k)
     while True:
         state, active, steps, time, loss = run_chunk(
-            state, active, steps, time, max_steps, max_time,
-            eta=eta, fixed_lr=fixed_lr, tol=tol, length=length, max_move=max_move,
+            state, active, steps, time, max_steps, max_time, length, rule,
+            fixed=fixed_lr is not None, capped=fixed_lr is None and max_move is not None,
             semi_implicit=semi_implicit,
         )  # fmt: skip
         loss = np.asarray(loss)
