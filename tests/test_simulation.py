@@ -5,6 +5,7 @@ the ground-truth estimators, and on average against the closed forms.
 """
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -132,6 +133,22 @@ def test_linear_transfer_matches_eq12_on_average():
     err = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t).error
     expected = th.linear_transfer_error(alpha, theta, sigma, dim=50)
     assert abs(err.mean() - expected) < 4 * err.std(ddof=1) / np.sqrt(err.size)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_ridge_transfer_at_another_source_norm_matches_eq15(depth):
+    """Theorem 3.8 with |beta_s| = 0.5: the pretrained feature carries |beta_s|^((L-1)/L), so
+    the penalty acts as lam / |beta_s|^(2(L-1)/L) on the end-to-end coefficient (eq. 15, exact
+    at finite n); simulated from trained networks, against the theory with and without it."""
+    dim, n, theta, sigma, lam, norm = 50, 20, 0.6, 0.3, 0.5, 0.5
+    inst = draw_instances(dim, n, theta, sigma, 400, source_norm=norm, seed=31 + depth)
+    pre = transfer.pretrain(inst.beta_s, key=KEY, depth=depth, init="rank_one")
+    assert pre.training.converged.all()
+    err = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, lam=lam).error
+    se = err.std(ddof=1) / np.sqrt(err.size)
+    theory = partial(th.ridge_transfer_error, n / dim, theta, sigma, lam, depth=depth, dim=dim)
+    assert abs(err.mean() - theory(source_norm=norm)) < 4 * se
+    assert abs(err.mean() - theory(source_norm=1.0)) > 8 * se
 
 
 def test_all_features_reproduce_the_residual_direction_pitfall():
