@@ -11,12 +11,12 @@ errors :math:`|w - \beta|^2` against the reference teacher, and the training dia
 - :func:`linear_transfer`: the last layer refitted on the frozen pretrained features, eq. (11),
   or with ridge ``lam > 0``, eq. (14).
 - :func:`fine_tune`: gradient flow on all layers from the pretrained weights (Theorem 3.9 and
-  its correction, SPEC section 2).
+  its correction, docs/theory.md).
 
 **Residual directions in linear transfer.** With a finite ``init_scale`` the pretrained hidden
 features keep, besides the learned direction, full-rank residual directions of size
 ``~init_scale``. An exact least-squares fit through all of them reproduces scratch training
-(SPEC section 3: 0.649 instead of 0.511 at alpha = 0.5). :func:`linear_transfer` therefore
+(measured: 0.649 instead of 0.511 at alpha = 0.5, D = 100). :func:`linear_transfer` therefore
 regresses on the numerically significant features only: the singular directions of the feature
 matrix with singular value above ``rcond`` times the largest (default 1e-3, far above the
 residual scale 1e-5 and far below the learned scale 1). The fit itself is exact: the minimum-norm
@@ -25,9 +25,13 @@ layer from the pretrained value goes, up to the pretrained last layer's O(init_s
 outside the data's span. ``rcond=0`` keeps every direction, to reproduce the pitfall.
 
 With ``init="rank_one"`` the networks are balanced rank-one chains
-(:class:`featurefate.nets.linear.RankOneParams`), trained in O(D) per step by the same gradient
-descent; their hidden features have exactly one direction, so there are no residual
+(:class:`featurefate.nets.linear.RankOneParams`), trained in O(D) per step by the same
+integrator; their hidden features have exactly one direction, so there are no residual
 directions and linear transfer fits that one feature.
+
+Every trained protocol integrates the flow with :func:`featurefate.training.train` as
+:class:`TrainingOptions` say: by default its semi-implicit step, which converges in tens to
+hundreds of steps at every alpha, n = D included.
 """
 
 from __future__ import annotations
