@@ -73,7 +73,7 @@ def plain_runner(lr, steps):
     return jax.jit(jax.vmap(one))
 
 
-def engine_runner(stats, lr, steps, params):
+def engine_runner(stats, lr, steps, params, *, semi_implicit=False):
     """This engine's compiled inner loop: ``steps`` fixed-size steps, no stopping.
 
     Dense layers run :func:`featurefate.training._run_chunk`; rank-one chains run
@@ -81,13 +81,13 @@ def engine_runner(stats, lr, steps, params):
     """
     k = stats.b.shape[0]
     counters = (jnp.ones(k, dtype=bool), jnp.zeros(k, dtype=jnp.int64), jnp.zeros(k))
-    options = {"eta": 0.5, "fixed_lr": lr, "tol": -1.0, "length": steps}
+    rule = tr.StepRule(eta=0.5, lr=lr, tol=-1.0, max_move=0.0)
+    args = (*counters, steps + 1, jnp.inf, steps, rule)
+    flags = {"fixed": True, "capped": False, "semi_implicit": semi_implicit}
     if isinstance(params, RankOneParams):
         state, _, constants = tr._rotate_in(params, stats)
-        return lambda: tr._run_chunk_rank_one(
-            state, constants, *counters, steps + 1, jnp.inf, **options
-        )[0]
-    return lambda: tr._run_chunk(params, stats, *counters, steps + 1, jnp.inf, **options)[0]
+        return lambda: tr._run_chunk_rank_one(state, constants, *args, **flags)[0]
+    return lambda: tr._run_chunk(params, stats, *args, **flags)[0]
 
 
 def main():

@@ -5,6 +5,7 @@ the ground-truth estimators, and on average against the closed forms.
 """
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -134,6 +135,22 @@ def test_linear_transfer_matches_eq12_on_average():
     assert abs(err.mean() - expected) < 4 * err.std(ddof=1) / np.sqrt(err.size)
 
 
+@pytest.mark.parametrize("depth", [2, 3])
+def test_ridge_transfer_at_another_source_norm_matches_eq15(depth):
+    """Theorem 3.8 with |beta_s| = 0.5: the pretrained feature carries |beta_s|^((L-1)/L), so
+    the penalty acts as lam / |beta_s|^(2(L-1)/L) on the end-to-end coefficient (eq. 15, exact
+    at finite n); simulated from trained networks, against the theory with and without it."""
+    dim, n, theta, sigma, lam, norm = 50, 20, 0.6, 0.3, 0.5, 0.5
+    inst = draw_instances(dim, n, theta, sigma, 400, source_norm=norm, seed=31 + depth)
+    pre = transfer.pretrain(inst.beta_s, key=KEY, depth=depth, init="rank_one")
+    assert pre.training.converged.all()
+    err = transfer.linear_transfer(pre.params, inst.X, inst.y, inst.beta_t, lam=lam).error
+    se = err.std(ddof=1) / np.sqrt(err.size)
+    theory = partial(th.ridge_transfer_error, n / dim, theta, sigma, lam, depth=depth, dim=dim)
+    assert abs(err.mean() - theory(source_norm=norm)) < 4 * se
+    assert abs(err.mean() - theory(source_norm=1.0)) > 8 * se
+
+
 def test_all_features_reproduce_the_residual_direction_pitfall():
     """SPEC section 3: keeping the O(init_scale) directions lets the fit interpolate noise."""
     inst = draw_instances(60, 30, np.pi / 4, 0.3, 8, seed=5)
@@ -161,6 +178,7 @@ def test_fine_tuning_ends_at_the_corrected_endpoint_not_the_papers(problem, pret
 
 
 def test_conservation_drift_is_small_and_first_order_in_eta(problem, pretrained):
+    """Explicit gradient descent: drift and endpoint error halve with the step."""
     assert np.max(pretrained.training.drift) < 1e-6
     drifts, gaps = [], []
     exact = est.finetune_fit(problem.X, problem.y, problem.beta_s, variant="exact")
@@ -170,7 +188,7 @@ def test_conservation_drift_is_small_and_first_order_in_eta(problem, pretrained)
             problem.X,
             problem.y,
             problem.beta_t,
-            options=transfer.TrainingOptions(eta=eta),
+            options=transfer.TrainingOptions(eta=eta, method="explicit"),
         )
         drifts.append(np.max(result.training.drift))
         gaps.append(np.max(np.linalg.norm(result.w - exact, axis=1)))
@@ -186,10 +204,15 @@ def test_max_move_caps_the_step(problem, pretrained):
         pairs = zip(result.params, pretrained.params, strict=True)
         return np.sqrt(sum(np.sum((np.asarray(a) - b) ** 2, axis=(1, 2)) for a, b in pairs))
 
-    capped = tr.train(pretrained.params, stats, eta=1.0, max_move=1e-3, max_steps=1)
-    free = tr.train(pretrained.params, stats, eta=1.0, max_steps=1)
+    explicit = {"eta": 1.0, "max_steps": 1, "method": "explicit"}
+    capped = tr.train(pretrained.params, stats, max_move=1e-3, **explicit)
+    free = tr.train(pretrained.params, stats, **explicit)
     assert_allclose(displacement(capped), 1e-3, rtol=1e-9)  # the cap binds at the start
     assert np.all(displacement(free) > 1e-2)
+    # the semi-implicit step moves less than the explicit one of the same size
+    implicit = tr.train(pretrained.params, stats, eta=1.0, max_move=1e-3, max_steps=1)
+    assert np.all(displacement(implicit) <= 1e-3 * (1 + 1e-12))
+    assert np.all(displacement(implicit) > 1e-4)
 
 
 def test_depth_3_cell_matches_the_same_limits():
@@ -228,14 +251,19 @@ def test_rank_one_init_is_exactly_balanced_and_materialises_the_same_network():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"step_size": 0.05, "max_steps": 300, "tol": 0.0},
-        {"eta": 0.5, "max_steps": 3000, "tol": 1e-10},
+        {"step_size": 0.05, "max_steps": 300, "tol": 0.0, "method": "explicit"},
+        {"eta": 0.5, "max_steps": 3000, "tol": 1e-10, "method": "explicit"},
+        {"eta": 0.5, "max_steps": 3000, "tol": 1e-10, "method": "semi-implicit"},
         {"eta": 1.0, "max_move": 1e-2, "max_steps": 600, "tol": 1e-10},
     ],
-    ids=["fixed", "auto", "capped"],
+    ids=["fixed", "explicit", "semi-implicit", "capped"],
 )
 def test_rank_one_engine_takes_the_dense_networks_steps(depth, n, kwargs):
-    """Same iterates, step counts, stopping and drift as the dense layers of the same chain."""
+    """Same iterates, step counts, stopping and drift as the dense layers of the same chain.
+
+    The dense engine solves the semi-implicit system by conjugate gradients, the rank-one engine
+    by Sherman-Morrison: the same step.
+    """
     inst = draw_instances(60, n, 0.7, 0.3, 4, seed=n + depth)
     stats = tr.empirical_statistics(inst.X, inst.y)
     factored, dense = _rank_one_pair(60, depth, 1e-3)
@@ -295,7 +323,7 @@ def test_divergence_names_the_step_size(problem):
     params = transfer._init_batch(KEY, 8, 50, 2, 0.5, "random")
     stats = tr.empirical_statistics(problem.X, problem.y)
     with pytest.raises(tr.TrainingDivergedError, match="step_size = 5"):
-        tr.train(params, stats, step_size=5.0, max_steps=1000, check_every=20)
+        tr.train(params, stats, step_size=5.0, max_steps=1000, check_every=20, method="explicit")
 
 
 def test_step_limit_is_reported_not_hidden(problem):

@@ -1,4 +1,4 @@
-r"""Gradient flow (6) for deep linear networks, by full-batch gradient descent on many instances.
+r"""Gradient flow (6) for deep linear networks, integrated on many instances at once.
 
 Losses come from sufficient statistics (docs/theory.md, Deep linear model and training). With :math:`w` the end-to-end vector,
 
@@ -8,17 +8,47 @@ Losses come from sufficient statistics (docs/theory.md, Deep linear model and tr
 
 which is the empirical loss :math:`\frac1n |Xw - y|^2` (a plain mean, no factor 1/2) for
 :math:`S = X^\top X / n`, :math:`b = X^\top y / n`, :math:`c = |y|^2 / n`, and the population loss
-:math:`|w - \beta|^2` for :math:`S = I`, :math:`b = \beta`, :math:`c = |\beta|^2`. S enters as a
-thin factor :math:`S = R^\top R` with :math:`\min(n, D)` rows (:class:`Statistics`). A step costs
-:math:`O(L D^2)` whatever n is (the data enter only through ``R``, ``b`` and ``c``), and the
-gradient is taken by autodiff through the end-to-end vector, never through the data.
+:math:`|w - \beta|^2` for :math:`S = I`, :math:`b = \beta`, :math:`c = |\beta|^2`. S is kept as
+its eigendecomposition :math:`S = V^\top \mathrm{diag}(\lambda) V` on its range, with
+:math:`\min(n, D)` rows (:class:`Statistics`). A step costs :math:`O(L D^2)` whatever n is (the
+data enter only through V, :math:`\lambda` and b), and the gradient is taken through the
+end-to-end vector, never through the data.
 
 Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_one"``) are
-trained by a second engine that takes the same steps in O(D): in the eigenbasis of
-:math:`S = V^\top \mathrm{diag}(\lambda) V` only the first layer's factor and the amplitudes
-move, and every quantity of the dense step (loss, gradient norms, step size, stopping rule)
-is a few sums over D numbers (:func:`_rank_one_step`). Both engines share the step rule
-(:func:`_step_size`) and the loop (:func:`_loop`).
+trained by a second engine that takes the same steps in O(D): in the eigenbasis of S only the
+first layer's factor and the amplitudes move, and every quantity of the dense step (loss,
+gradient norms, step size, stopping rule, semi-implicit direction) is a few sums over D numbers
+(:func:`_rank_one_step`). Both engines share the step rule (:func:`_step_size`) and the loop
+(:func:`_loop`), and take the same iterates on the same chain (tested).
+
+The semi-implicit step (``method="semi-implicit"``, the default). Gradient flow moves w as
+:math:`\dot w = -P \nabla_w \mathcal L` with the tangent kernel :math:`P = J J^\top`,
+:math:`J = \partial w / \partial \theta` (:func:`tangent_kernel`), so its modes relax at the
+rates :math:`2 \lambda_i P`: a time scale :math:`1 / \lambda_{\min}(S)` for the slowest, while
+explicit gradient descent is stable only for steps below :math:`1 / \lambda_{\max}(S)`. It
+needs about :math:`\lambda_{\max} / \lambda_{\min}` steps, which diverges at alpha = 1 (n = D):
+:math:`10^6` to :math:`10^8` at D = 500. The semi-implicit step treats the Gauss-Newton part of
+the curvature implicitly (a linearly implicit Euler step):
+
+.. math::
+
+    \theta_{t+1} = \theta_t - \mathrm{lr}_t\, J^\top \tilde g, \qquad
+    \tilde g = (I + 2\, \mathrm{lr}_t\, S P)^{-1} \nabla_w \mathcal L ,
+
+which is :math:`(I + \mathrm{lr}_t J^\top 2 S J)^{-1} \nabla_\theta \mathcal L`: each layer
+takes its gradient step with g replaced by :math:`\tilde g`. Every mode is damped by
+:math:`1 / (1 + 2\, \mathrm{lr}\, \lambda_i P)` instead of amplified by
+:math:`1 - 2\, \mathrm{lr}\, \lambda_i P`, so no step is unstable through S, and once the fast
+modes have settled the steps grow far past the explicit limit: at the end they are Gauss-Newton
+steps, and the slow modes converge in a few dozen of them at any conditioning. Since every layer
+moves along its own gradient factor with the same :math:`\tilde g`, the conserved quantities (35)
+change only at second order in the step, as under gradient descent. The kernel is
+:math:`P = |u_1|^2 I + Q`, the first layer's isotropic part plus the upper layers' share Q: for a
+rank-one chain :math:`Q = \beta s s^\top`, so the system is diagonal plus rank one in S's
+eigenbasis and Sherman-Morrison solves it in O(D) (:func:`_rank_one_direction`); for dense
+layers conjugate gradients preconditioned by the diagonal part solve it, in a few iterations of
+2 (L - 1) matrix-vector products each, since Q is rank one up to O(``init_scale``) terms once
+features have formed (:func:`_dense_direction`). ``method="explicit"`` is plain gradient descent.
 
 Step size. By default (``step_size="auto"``) every instance takes, at every step, the step
 :math:`\eta / H_t` where :math:`H_t` bounds the largest eigenvalue of the loss Hessian in the
@@ -29,25 +59,33 @@ parameters at the current point,
     H_t = 2 \lambda_{\max}(S) \sum_l \prod_{k \ne l} \|W_k\|_F^2
         + \|\nabla_w \mathcal L\| \sum_{l < m} \prod_{k \ne l, m} \|W_k\|_F ,
 
-(Gauss-Newton part plus residual part). With :math:`\eta < 2` descent is stable; :math:`\eta`
-sets the accuracy with which the discrete path follows gradient flow (a time reparametrisation
-does not move the flow's path, only how fast it is traversed). The step therefore grows on the
-plateaus near the small initialisation and shrinks where the curvature is large. The elapsed
-gradient-flow time :math:`\sum_t \mathrm{lr}_t` is tracked, and can be capped. A fixed float
-``step_size`` reproduces plain gradient descent (the authors used 0.01 and 0.1).
+(Gauss-Newton part plus residual part; :func:`curvature_bound`). With :math:`\eta < 2` explicit
+descent is stable. The semi-implicit step bounds only the residual part, the one it treats
+explicitly: :math:`\mathrm{lr}_t = \eta / (\|\nabla_w \mathcal L\| \sum_{l<m} \prod \|W_k\|_F)`,
+which grows without bound as the gradient vanishes. :math:`\eta` sets the accuracy with which
+the discrete path follows gradient flow (a time reparametrisation does not move the flow's path,
+only how fast it is traversed). The elapsed time :math:`\sum_t \mathrm{lr}_t` is tracked, and can
+be capped; it is gradient-flow time while the step resolves the modes that still move (with the
+semi-implicit step, not in its final Gauss-Newton steps, where it grows by orders of magnitude). A
+fixed float ``step_size`` reproduces plain gradient descent (the authors used 0.01 and 0.1).
 
 Accuracy. Where the path matters (fine-tuning below alpha = 1, whose endpoint depends on the
-conserved quantities that gradient descent slowly violates) the step can also be capped so that
+conserved quantities that a discrete step slowly violates) the step can also be capped so that
 no step moves the parameters by more than ``max_move`` (Euclidean norm over all layers):
-:math:`\mathrm{lr}_t = \min(\eta / H_t,\ \mathrm{max\_move} / \|\nabla_\theta \mathcal L\|)`.
-This makes the steps small only while the gradients are large, where the drift is made, and lets
-them grow to the stability limit for the slow final convergence: at D = 100 fine-tuning reaches
-its exact endpoint within 6e-4 in 750 steps with ``eta = 1, max_move = 3e-3``, against 1e-3 in
-5400 steps with ``eta = 0.1`` alone.
+:math:`\mathrm{lr}_t = \min(\eta / H_t,\ \mathrm{max\_move} / \|\nabla_\theta \mathcal L\|)`
+(the semi-implicit step moves less than the explicit one of the same size, so the cap holds for
+both). This makes the steps small only while the gradients are large, where the drift is made,
+and lets them grow for the slow final convergence. Both methods converge to the flow at first
+order in ``max_move`` (tested against the endpoint that the conservation laws fix for a rank-one
+chain). Without a cap the semi-implicit path is coarse (the drift of the invariants is then of
+order one) but endpoints that do not depend on the path are the same: pretraining and scratch
+training land on the endpoints of small-step gradient descent within 1e-6 (tested).
 
-Stopping. An instance stops when its loss is within ``tol`` of the minimum
-:math:`c - b^\top S^+ b`; one that reaches ``max_steps`` (or ``max_time``) stops unconverged and is
-reported as such. A non-finite or exploding loss raises :class:`TrainingDivergedError`.
+Stopping. An instance stops when its excess loss, :math:`\frac14 g^\top S^+ g` with
+:math:`g = \nabla_w \mathcal L` (:func:`excess_from_gradient`: a sum of positive terms, accurate
+down to the smallest values, unlike the difference of the loss and its minimum), is within
+``tol``; one that reaches ``max_steps`` (or ``max_time``) stops unconverged and is reported as
+such. A non-finite or exploding loss raises :class:`TrainingDivergedError`.
 """
 
 from __future__ import annotations
@@ -71,6 +109,9 @@ from featurefate.nets.linear import (
     rank_one_feature_scale,
     upstream_rows,
 )
+
+METHODS = ("semi-implicit", "explicit")
+"""How :func:`train` steps the flow (module docstring)."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -176,18 +217,48 @@ def quadratic_loss(params, R, b, c):
     return w @ _second_moment(R, w) - 2.0 * (b @ w) + c
 
 
-def curvature_bound(norms2, grad_w_norm, lam_max):
-    r"""The bound :math:`H_t` on the parameter-space Hessian (module docstring), one network.
+def _into(V, x):
+    """Coordinates of a D-vector in S's eigenbasis (V None: the identity)."""
+    return x if V is None else V @ x
+
+
+def _out_of(V, x):
+    """The D-vector with eigen-coordinates x (V None: the identity)."""
+    return x if V is None else x @ V
+
+
+def excess_from_gradient(grad_rot, inv_lam):
+    r"""The excess loss :math:`\mathcal L(w) - \min \mathcal L`, from the gradient in S's eigenbasis.
+
+    With :math:`g = \nabla_w \mathcal L = 2(S w - b)` and b in the range of S,
+
+    .. math::
+
+        \mathcal L(w) - \min \mathcal L = (w - w_*)^\top S (w - w_*) = \tfrac14 g^\top S^+ g
+        = \tfrac14 \sum_i g_i^2 / \lambda_i ,
+
+    a sum of positive terms: unlike the difference of the loss and its minimum (two numbers of
+    order :math:`|b|^2 / \lambda`), it keeps its relative accuracy down to the smallest excess,
+    which the stopping rule needs where S is ill-conditioned (alpha near 1).
 
     Parameters
     ----------
-    norms2 : sequence of scalars
-        Squared Frobenius norms of the layers.
-    grad_w_norm : scalar
-        :math:`\|\nabla_w \mathcal L\|`.
-    lam_max : scalar
-        Largest eigenvalue of S.
+    grad_rot : array, shape (..., r)
+        :math:`g` in S's eigenbasis.
+    inv_lam : array, shape (..., r)
+        :math:`1 / \lambda_i`, 0 on the null space.
     """
+    return 0.25 * jnp.sum(grad_rot * grad_rot * inv_lam, axis=-1)
+
+
+def _inverse(lam):
+    """:math:`1/\\lambda` on the range, 0 on the null space."""
+    positive = lam > 0
+    return jnp.where(positive, 1.0 / jnp.where(positive, lam, 1.0), 0.0)
+
+
+def _curvature_parts(norms2, grad_w_norm, lam_max):
+    r"""The Gauss-Newton and the residual part of :math:`H_t` (module docstring), one network."""
     norms = [jnp.sqrt(n2) for n2 in norms2]
     depth = len(norms2)
 
@@ -200,7 +271,23 @@ def curvature_bound(norms2, grad_w_norm, lam_max):
 
     gauss_newton = sum(product(norms2, {i}) for i in range(depth))
     residual = sum(product(norms, {i, j}) for i in range(depth) for j in range(i + 1, depth))
-    return 2.0 * lam_max * gauss_newton + grad_w_norm * residual
+    return 2.0 * lam_max * gauss_newton, grad_w_norm * residual
+
+
+def curvature_bound(norms2, grad_w_norm, lam_max):
+    r"""The bound :math:`H_t` on the parameter-space Hessian (module docstring), one network.
+
+    Parameters
+    ----------
+    norms2 : sequence of scalars
+        Squared Frobenius norms of the layers.
+    grad_w_norm : scalar
+        :math:`\|\nabla_w \mathcal L\|`.
+    lam_max : scalar
+        Largest eigenvalue of S.
+    """
+    gauss_newton, residual = _curvature_parts(norms2, grad_w_norm, lam_max)
+    return gauss_newton + residual
 
 
 def _downstream(params, grad_w):
@@ -225,47 +312,153 @@ def layer_gradients(params, grad_w):
     return ups, _downstream(params, grad_w), w
 
 
-def _step_size(
-    loss, loss_min, active, norms2, grad_w_norm, lam_max, grad_norm, *, eta, fixed_lr, tol, max_move
-):
+def tangent_kernel(params, x):
+    r""":math:`P x` for the tangent kernel :math:`P = J J^\top` of the end-to-end vector, one network.
+
+    :math:`J = \partial w / \partial \theta`; with the factors of :func:`layer_gradients`,
+    :math:`P = \sum_l |u_l|^2\, \Phi_{l-1}^\top \Phi_{l-1}` where
+    :math:`\Phi_{l-1} = W_{l-1} \cdots W_1` (:math:`\Phi_0 = I`): gradient flow moves w as
+    :math:`\dot w = -P \nabla_w \mathcal L`. Returns ``(|u_1|^2 x, rest)``, the first layer's
+    isotropic term and the others' sum; 2 (L - 1) matrix-vector products.
+    """
+    ups, _ = upstream_rows(params)
+    return (ups[0] @ ups[0]) * x, _kernel_rest(params, ups, x)
+
+
+def _kernel_rest(params, ups, x):
+    """:math:`\\sum_{l > 1} |u_l|^2 \\Phi_{l-1}^\\top \\Phi_{l-1} x` (:func:`tangent_kernel`), Horner-style."""
+    depth = len(params)
+    phis = [x]
+    for layer in params[: depth - 1]:
+        phis.append(layer @ phis[-1])
+    acc = (ups[-1] @ ups[-1]) * phis[-1]
+    for i in range(depth - 1, 1, -1):
+        acc = acc @ params[i - 1] + (ups[i - 1] @ ups[i - 1]) * phis[i - 1]
+    return acc @ params[0]
+
+
+CG_TOL = 1e-10
+"""Relative residual at which the conjugate gradients of :func:`_dense_direction` stop."""
+CG_MAX_ITERATIONS = 64
+
+
+def _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr):
+    r"""The semi-implicit direction :math:`\tilde g = (I + 2\, \mathrm{lr}\, S P)^{-1} g` of a dense network.
+
+    In S's eigenbasis, with :math:`\tilde g = \Lambda^{1/2} y`, the system is the symmetric
+    positive definite
+
+    .. math::
+
+        \big(I + 2\, \mathrm{lr}\, |u_1|^2 \Lambda
+        + 2\, \mathrm{lr}\, \Lambda^{1/2} V Q V^\top \Lambda^{1/2}\big)\, y = \Lambda^{-1/2} g,
+
+    :math:`Q = P - |u_1|^2 I` (:func:`tangent_kernel`), solved by conjugate gradients
+    preconditioned with its diagonal part (exact when Q = 0) until the preconditioned residual
+    falls to :data:`CG_TOL` of the right-hand side's (at most :data:`CG_MAX_ITERATIONS`). Q is
+    the upper layers' share of the kernel: rank one for a rank-one chain (one iteration is then
+    exact, as Sherman-Morrison) and rank one up to terms of order ``init_scale`` for a network
+    trained from small initialisation (Theorem 3.4), so a few iterations suffice; each costs
+    2 (L - 1) matrix-vector products with the layers.
+    """
+    root = jnp.sqrt(lam)
+    diag = 1.0 + 2.0 * lr * (ups[0] @ ups[0]) * lam
+
+    def operator(y):
+        image = _kernel_rest(params, ups, _out_of(V, root * y))
+        return diag * y + (2.0 * lr) * root * _into(V, image)
+
+    def ratio(num, den):
+        return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+    rhs = grad_rot * jnp.sqrt(inv_lam)
+    y = rhs / diag
+    residual = rhs - operator(y)
+    precond = residual / diag
+    rho = jnp.sum(residual * precond)
+    target = CG_TOL**2 * jnp.sum(rhs * rhs / diag)
+
+    def going(carry):
+        count, _, _, _, rho = carry
+        return (count < CG_MAX_ITERATIONS) & (rho > target)
+
+    def iteration(carry):
+        count, y, residual, direction, rho = carry
+        image = operator(direction)
+        step = ratio(rho, jnp.sum(direction * image))
+        y = y + step * direction
+        residual = residual - step * image
+        precond = residual / diag
+        rho_next = jnp.sum(residual * precond)
+        return count + 1, y, residual, precond + ratio(rho_next, rho) * direction, rho_next
+
+    _, y, _, _, _ = jax.lax.while_loop(going, iteration, (0, y, residual, precond, rho))
+    return root * y
+
+
+class StepRule(NamedTuple):
+    """The numbers of the step rule, traced (one compilation serves every value).
+
+    Which of them count is static: ``fixed`` (``lr``), ``capped`` (``max_move``) and
+    ``semi_implicit`` are compile-time flags of the chunk functions.
+    """
+
+    eta: float
+    lr: float
+    tol: float
+    max_move: float
+
+
+_CHUNK_STATIC = ("fixed", "capped", "semi_implicit")
+
+
+def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, rule, *, fixed, capped,
+               semi_implicit):  # fmt: skip
     r"""The step rule of both engines (module docstring): ``(lr, still_active)`` of one network.
 
     ``grad_norm`` is a callable giving :math:`\|\nabla_\theta \mathcal L\|` over all layers,
-    evaluated only when ``max_move`` caps the step. An instance whose loss is within ``tol`` of
-    its minimum stops (``lr = 0``).
+    evaluated only when ``max_move`` caps the step. An instance whose excess loss is within
+    ``tol`` stops (``lr = 0``). The semi-implicit step bounds only the residual part of
+    :math:`H_t`: the Gauss-Newton part is what it treats implicitly.
     """
-    if fixed_lr is None:
-        lr = eta / curvature_bound(norms2, grad_w_norm, lam_max)
-        if max_move is not None:
-            lr = jnp.minimum(lr, max_move / grad_norm())
+    if fixed:
+        lr = jnp.asarray(rule.lr, dtype=excess.dtype)
     else:
-        lr = jnp.asarray(fixed_lr, dtype=loss.dtype)
-    active = active & (loss - loss_min > tol)
+        gauss_newton, residual = _curvature_parts(norms2, grad_w_norm, lam_max)
+        bound = residual if semi_implicit else gauss_newton + residual
+        lr = rule.eta / bound
+        if capped:
+            lr = jnp.minimum(lr, rule.max_move / grad_norm())
+    active = active & (excess > rule.tol)
     return jnp.where(active, lr, 0.0), active
 
 
-def _one_step(
-    params, norms2, ups, w, R, b, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move
-):
-    r"""One gradient-descent step of one network; frozen where ``active`` is False.
+def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min, active, rule, *,
+              fixed, capped, semi_implicit):  # fmt: skip
+    r"""One step of one dense network; frozen where ``active`` is False.
 
-    ``ups`` and ``w`` (the forward pass of ``params``) come in with the parameters and the new
-    ones go out with the updated parameters, so that the update of each layer and the forward
-    product through it are one pass over its weights. The squared layer norms are carried along
-    and updated in closed form,
+    Explicit: :math:`W_l \leftarrow W_l - \mathrm{lr}\, u_l v_l^\top` with the factors of
+    :func:`layer_gradients`. Semi-implicit: the same with g replaced by
+    :func:`_dense_direction`. ``ups`` and ``w`` (the forward pass of ``params``) come in with
+    the parameters and the new ones go out with the updated parameters, so that the update of
+    each layer and the forward product through it are one pass over its weights. The squared
+    layer norms are carried along and updated in closed form,
     :math:`\|W - \eta u v^\top\|^2 = \|W\|^2 - 2\eta\, u^\top W v + \eta^2 |u|^2 |v|^2`,
     so the step size costs no extra pass either.
     """
     depth = len(params)
-    Sw = _second_moment(R, w)
-    loss = w @ Sw - 2.0 * (b @ w) + c
-    grad_w = 2.0 * (Sw - b)
+    grad_rot = 2.0 * (lam * _into(V, w) - b_rot)
+    excess = excess_from_gradient(grad_rot, inv_lam)
+    grad_w = _out_of(V, grad_rot)
     downs = _downstream(params, grad_w)
     lr, active = _step_size(
-        loss, loss_min, active, norms2, jnp.linalg.norm(grad_w), lam_max,
+        excess, active, norms2, jnp.sqrt(jnp.sum(grad_rot * grad_rot)), lam_max,
         lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
-        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
+        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
+    if semi_implicit:
+        direction = _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr)
+        downs = _downstream(params, _out_of(V, direction))
     # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
     rows_below = [w, *ups[: depth - 1]]
     new_params, new_norms2 = [], []
@@ -275,7 +468,7 @@ def _one_step(
         new_norms2.append(norms2[i] - 2.0 * lr * cross + lr**2 * (up @ up) * (down @ down))
         new_params.append(params[i] - lr * up[:, None] * down[None, :])
     new_ups, new_w = upstream_rows(new_params)
-    return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss, active
+    return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss_min + excess, active
 
 
 def _loop(step, state, active, steps, time, max_steps, max_time, length):
@@ -304,19 +497,22 @@ def _loop(step, state, active, steps, time, max_steps, max_time, length):
     return state, active, steps, time, loss
 
 
-_CHUNK_STATIC = ("eta", "fixed_lr", "tol", "length", "max_move")
+def _eigen_constants(stats):
+    """``(V, lam, 1/lam, b in the eigenbasis)`` of a batch of statistics."""
+    b_rot = stats.b if stats.V is None else jnp.einsum("krd,kd->kr", stats.V, stats.b)
+    return stats.V, stats.lam, _inverse(stats.lam), b_rot
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk(params, stats, active, steps, time, max_steps, max_time, *, eta, fixed_lr, tol,
-               length, max_move=None):  # fmt: skip
+def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, rule, *, fixed,
+               capped, semi_implicit):  # fmt: skip
     """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
-    R = stats.R  # derived once per chunk
+    V, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
     one = jax.vmap(
-        partial(_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move),
-        in_axes=(0, 0, 0, 0, None if R is None else 0, 0, 0, 0, 0, 0),
+        partial(_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit),
+        in_axes=(0, 0, 0, 0, None if V is None else 0, 0, 0, 0, 0, 0, 0),
     )
-    constants = (R, stats.b, stats.c, stats.lam_max, stats.loss_min)
+    constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
     def step(state, can_go):
         *state, lr, loss, moved = one(*state, *constants, can_go)
@@ -340,16 +536,37 @@ def _others(amplitudes):
     )
 
 
-def _rank_one_loss(z, amplitudes, lam, b_rot, c):
-    r""":math:`A^2 z^\top \Lambda z - 2 A\, b_V^\top z + c`, the loss of a rank-one chain in S's eigenbasis."""
-    gain = jnp.prod(amplitudes)
-    return gain * gain * (z @ (lam * z)) - 2.0 * gain * (b_rot @ z) + c
+def _rank_one_gradient(z, amplitudes, lam, b_rot):
+    r""":math:`g = \nabla_w \mathcal L = 2 (A \Lambda z - b_V)` of a rank-one chain, in S's eigenbasis."""
+    return 2.0 * (jnp.prod(amplitudes) * lam * z - b_rot)
 
 
-def _rank_one_step(
-    z, amplitudes, perp2, lam, b_rot, c, lam_max, loss_min, active, *, eta, fixed_lr, tol, max_move
-):
-    r"""One gradient-descent step of one rank-one chain, in the eigenbasis of S; O(D).
+def _rank_one_direction(grad_rot, z, lam, gain, others, lr):
+    r"""The semi-implicit direction :math:`(I + 2\, \mathrm{lr}\, S P)^{-1} g` of a rank-one chain; O(D).
+
+    The chain's tangent kernel is :math:`P = A^2 I + \beta s s^\top` with
+    :math:`\beta = \sum_l (A / a_l)^2` (:func:`tangent_kernel`), so in S's eigenbasis the
+    system is diagonal plus rank one; by Sherman-Morrison, with
+    :math:`d_i = 1 / (1 + 2\, \mathrm{lr}\, A^2 \lambda_i)`,
+
+    .. math::
+
+        s^\top \tilde g = \frac{\sum_i d_i z_i g_i}{1 + 2\, \mathrm{lr}\, \beta \sum_i d_i \lambda_i z_i^2},
+        \qquad
+        \tilde g = d \odot \big(g - 2\, \mathrm{lr}\, \beta\, (s^\top \tilde g)\, \Lambda z\big).
+
+    Returns :math:`\tilde g` and :math:`s^\top \tilde g`.
+    """
+    inv = 1.0 / (1.0 + (2.0 * lr * gain * gain) * lam)
+    lam_z = lam * z
+    coupling = 2.0 * lr * jnp.sum(others * others)
+    s_dot = jnp.sum(z * inv * grad_rot) / (1.0 + coupling * jnp.sum(z * inv * lam_z))
+    return inv * (grad_rot - (coupling * s_dot) * lam_z), s_dot
+
+
+def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min, active, rule,
+                   *, fixed, capped, semi_implicit):  # fmt: skip
+    r"""One step of one rank-one chain, in the eigenbasis of S; O(D).
 
     The state is :math:`z = V s` (the part of the first layer's factor in S's range; the rest,
     of squared norm ``perp2``, never moves: the loss gradient lies in the range) and the
@@ -357,38 +574,35 @@ def _rank_one_step(
     eigenbasis, :math:`g_V = 2(A \Lambda z - b_V)`), the layer gradients of
     :func:`layer_gradients` reduce to :math:`\partial_s = A g` and
     :math:`\partial_{a_l} = (A / a_l)\, s^\top g`, and every quantity of the dense step
-    (loss, step size, cap, stopping rule) is the same number: the iterates are those of the dense
-    network.
+    (loss, step size, cap, stopping rule, semi-implicit direction) is the same number: the
+    iterates are those of the dense network.
     """
     gain = jnp.prod(amplitudes)
     others = _others(amplitudes)
-    # every scalar of the step from one pass over z (five sums), then one pass to update it:
-    # g = 2 (A lam z - b), so |g|^2 and s.g expand into sums of z against the constants
-    # (sums, not dot products: under vmap a dot is a library call per instance, a sum fuses)
-    lam_z = lam * z
-    zz, z_lam_z, b_z = jnp.sum(z * z), jnp.sum(z * lam_z), jnp.sum(b_rot * z)
-    lam_z2, b_lam_z = jnp.sum(lam_z * lam_z), jnp.sum(b_rot * lam_z)
-    loss = gain * gain * z_lam_z - 2.0 * gain * b_z + c
-    grad_w_norm = 2.0 * jnp.sqrt(
-        jnp.maximum(gain * gain * lam_z2 - 2.0 * gain * b_lam_z + jnp.sum(b_rot * b_rot), 0.0)
-    )
-    s_dot_g = 2.0 * (gain * z_lam_z - b_z)
-    norms2 = [zz + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
+    # sums, not dot products: under vmap a dot is a library call per instance, a sum fuses
+    grad_rot = _rank_one_gradient(z, amplitudes, lam, b_rot)
+    excess = excess_from_gradient(grad_rot, inv_lam)
+    grad_w_norm = jnp.sqrt(jnp.sum(grad_rot * grad_rot))
+    s_dot_g = jnp.sum(z * grad_rot)
+    norms2 = [jnp.sum(z * z) + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
     lr, active = _step_size(
-        loss, loss_min, active, norms2, grad_w_norm, lam_max,
+        excess, active, norms2, grad_w_norm, lam_max,
         lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
-        eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move,
+        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
-    # z - lr A g, written as one fused pass
-    new_z = z - (2.0 * lr * gain) * (gain * lam_z - b_rot)
-    return new_z, amplitudes - lr * others * s_dot_g, lr, loss, active
+    if semi_implicit:
+        grad_rot, s_dot_g = _rank_one_direction(grad_rot, z, lam, gain, others, lr)
+    new_z = z - (lr * gain) * grad_rot
+    return new_z, amplitudes - lr * others * s_dot_g, lr, loss_min + excess, active
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, *, eta,
-                        fixed_lr, tol, length, max_move=None):  # fmt: skip
+def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, length, rule,
+                        *, fixed, capped, semi_implicit):  # fmt: skip
     """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
-    one = jax.vmap(partial(_rank_one_step, eta=eta, fixed_lr=fixed_lr, tol=tol, max_move=max_move))
+    one = jax.vmap(
+        partial(_rank_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit)
+    )
 
     def step(state, can_go):
         z, amplitudes, lr, loss, moved = one(*state, *constants, can_go)
@@ -398,10 +612,11 @@ def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_ti
 
 
 @jax.jit
-def _batched_loss(params, stats):
-    R = stats.R
-    in_axes = (0, None if R is None else 0, 0, 0)
-    return jax.vmap(quadratic_loss, in_axes=in_axes)(params, R, stats.b, stats.c)
+def _batched_excess(params, stats):
+    V, lam, inv_lam, b_rot = _eigen_constants(stats)
+    w = jax.vmap(end_to_end)(params)
+    grad_rot = 2.0 * (lam * (w if V is None else jnp.einsum("krd,kd->kr", V, w)) - b_rot)
+    return excess_from_gradient(grad_rot, inv_lam)
 
 
 @dataclass(frozen=True)
@@ -417,7 +632,7 @@ class TrainResult:
     converged : ndarray of bool
         Loss within ``tol`` of its minimum; False for instances stopped by a limit.
     excess_loss : ndarray
-        Final loss minus its minimum.
+        Final loss minus its minimum (:func:`excess_from_gradient`).
     time : ndarray
         Elapsed gradient-flow time :math:`\\sum_t \\mathrm{lr}_t`.
     drift : ndarray
@@ -449,8 +664,9 @@ def train(
     check_every=200,
     max_move=None,
     progress=None,
+    method="semi-implicit",
 ) -> TrainResult:
-    r"""Gradient descent on a batch of networks until each converges or hits a limit.
+    r"""Integrate gradient flow (6) on a batch of networks until each converges or hits a limit.
 
     Parameters
     ----------
@@ -462,12 +678,12 @@ def train(
     stats : Statistics
         The loss of each instance.
     step_size : "auto" or float
-        ``"auto"``: the curvature-adaptive step :math:`\eta / H_t` (module docstring); a float:
-        that constant learning rate.
+        ``"auto"``: the curvature-adaptive step (module docstring); a float: that constant step.
     eta : float, default 0.5
         Fraction of the stability limit used by ``"auto"``, in (0, 2).
     tol : float, default 1e-10
-        Stop an instance when its loss is within ``tol`` of its minimum.
+        Stop an instance when its loss is within ``tol`` of its minimum (the excess loss of
+        :func:`excess_from_gradient`).
     max_steps : int, default 20000
     max_time : float or array-like of shape (K,), optional
         Cap on gradient-flow time per instance (one for all, or one each: training in segments
@@ -479,6 +695,9 @@ def train(
         Cap on the parameter displacement of one step (``"auto"`` only; module docstring).
     progress : callable, optional
         Called as ``progress(steps_done_max, max_steps)`` after each chunk.
+    method : {"semi-implicit", "explicit"}, default "semi-implicit"
+        ``"semi-implicit"``: the linearly implicit step of the module docstring, whose step is
+        not limited by the smallest eigenvalue of S; ``"explicit"``: plain gradient descent.
 
     Returns
     -------
@@ -489,6 +708,7 @@ def train(
     TrainingDivergedError
         If a loss becomes non-finite or grows a thousandfold.
     """
+    semi_implicit = v.choice("method", method, METHODS) == "semi-implicit"
     if isinstance(step_size, str):
         v.choice("step_size", step_size, ("auto",))
         fixed_lr = None
@@ -500,6 +720,9 @@ def train(
     length = v.integer("check_every", check_every, low=1)
     if max_move is not None:
         max_move = float(v.real_array("max_move", max_move, low=0.0, low_open=True))
+    rule = StepRule(
+        *(jnp.asarray(x, dtype=jnp.float64) for x in (eta, fixed_lr or 0.0, tol, max_move or 0.0))
+    )
     k = stats.b.shape[0]
     if max_time is None:
         max_time = np.inf
@@ -517,24 +740,26 @@ def train(
     rank_one = isinstance(params, RankOneParams)
     if rank_one:
         state, s_perp, constants = _rotate_in(params, stats)
-        loss_start = np.asarray(_rank_one_batched_loss(state, constants))
+        excess_start = np.asarray(_rank_one_batched_excess(state, constants))
 
         def run_chunk(state, *args, **kwargs):
             return _run_chunk_rank_one(state, constants, *args, **kwargs)
     else:
         state = params
-        loss_start = np.asarray(_batched_loss(params, stats))
+        excess_start = np.asarray(_batched_excess(params, stats))
 
         def run_chunk(state, *args, **kwargs):
             return _run_chunk(state, stats, *args, **kwargs)
 
+    loss_start = np.asarray(stats.loss_min) + excess_start
     active = jnp.ones(k, dtype=bool)
     steps = jnp.zeros(k, dtype=jnp.int64)
     time = jnp.zeros(k)
     while True:
         state, active, steps, time, loss = run_chunk(
-            state, active, steps, time, max_steps, max_time,
-            eta=eta, fixed_lr=fixed_lr, tol=tol, length=length, max_move=max_move,
+            state, active, steps, time, max_steps, max_time, length, rule,
+            fixed=fixed_lr is not None, capped=fixed_lr is None and max_move is not None,
+            semi_implicit=semi_implicit,
         )  # fmt: skip
         loss = np.asarray(loss)
         bad = ~np.isfinite(loss) | (loss > 1e3 * (loss_start + 1.0))
@@ -555,14 +780,13 @@ def train(
         if not going.any():
             break
     if rank_one:
-        final = np.asarray(_rank_one_batched_loss(state, constants))
+        excess = np.asarray(_rank_one_batched_excess(state, constants))
         new_params = _rotate_out(state, s_perp, stats)
     else:
         new_params = state
-        final = np.asarray(_batched_loss(new_params, stats))
+        excess = np.asarray(_batched_excess(new_params, stats))
     drift = conserved_drift(params, new_params)
     params = new_params
-    excess = final - np.asarray(stats.loss_min)
     return TrainResult(
         params=params,
         steps=np.asarray(steps),
@@ -652,12 +876,11 @@ def _segments(params, stats, times, tol, max_steps, kwargs):
 
 
 def _excess_loss(params, stats: Statistics) -> np.ndarray:
+    """The excess loss of :func:`train`'s stopping rule, without training."""
     if isinstance(params, RankOneParams):
         state, _, constants = _rotate_in(params, stats)
-        loss = _rank_one_batched_loss(state, constants)
-    else:
-        loss = _batched_loss(params, stats)
-    return np.asarray(loss) - np.asarray(stats.loss_min)
+        return np.asarray(_rank_one_batched_excess(state, constants))
+    return np.asarray(_batched_excess(params, stats))
 
 
 def _rotate_in(params: RankOneParams, stats: Statistics):
@@ -679,8 +902,9 @@ def _rotate_in(params: RankOneParams, stats: Statistics):
         pad = [(0, 0), (0, s.shape[1] - z.shape[1])]
         z, b_rot, lam = (np.pad(a, pad) for a in (z, b_rot, np.asarray(stats.lam)))
     perp2 = np.sum(s_perp**2, axis=1)
+    inv_lam = np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0)
     constants = tuple(
-        jnp.asarray(a) for a in (perp2, lam, b_rot, stats.c, stats.lam_max, stats.loss_min)
+        jnp.asarray(a) for a in (perp2, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
     )
     return (jnp.asarray(z), jnp.asarray(params.amplitudes)), s_perp, constants
 
@@ -696,9 +920,10 @@ def _rotate_out(state, s_perp, stats: Statistics) -> RankOneParams:
 
 
 @jax.jit
-def _rank_one_batched_loss(state, constants):
-    _, lam, b_rot, c, _, _ = constants
-    return jax.vmap(_rank_one_loss)(*state, lam, b_rot, c)
+def _rank_one_batched_excess(state, constants):
+    _, lam, inv_lam, b_rot, _, _ = constants
+    grad_rot = jax.vmap(_rank_one_gradient)(*state, lam, b_rot)
+    return excess_from_gradient(grad_rot, inv_lam)
 
 
 def end_to_end_vectors(params) -> np.ndarray:

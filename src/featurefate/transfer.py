@@ -25,9 +25,13 @@ layer from the pretrained value goes, up to the pretrained last layer's O(init_s
 outside the data's span. ``rcond=0`` keeps every direction, to reproduce the pitfall.
 
 With ``init="rank_one"`` the networks are balanced rank-one chains
-(:class:`featurefate.nets.linear.RankOneParams`), trained in O(D) per step by the same gradient
-descent; their hidden features have exactly one direction, so there are no residual
+(:class:`featurefate.nets.linear.RankOneParams`), trained in O(D) per step by the same
+integrator; their hidden features have exactly one direction, so there are no residual
 directions and linear transfer fits that one feature.
+
+Every trained protocol integrates the flow with :func:`featurefate.training.train` as
+:class:`TrainingOptions` say: by default its semi-implicit step, which converges in tens to
+hundreds of steps at every alpha, n = D included.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from featurefate.nets.linear import (
     rank_one_feature_scale,
 )
 from featurefate.training import (
+    METHODS,
     TrainResult,
     empirical_statistics,
     population_statistics,
@@ -56,7 +61,7 @@ from featurefate.training import (
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """How gradient descent runs; see :func:`featurefate.training.train`."""
+    """How the gradient flow is integrated; see :func:`featurefate.training.train`."""
 
     step_size: str | float = "auto"
     eta: float = 0.25
@@ -65,6 +70,10 @@ class TrainingOptions:
     max_time: float | None = None
     check_every: int = 200
     max_move: float | None = None
+    method: str = "semi-implicit"
+
+    def __post_init__(self):
+        v.choice("method", self.method, METHODS)
 
     def as_kwargs(self) -> dict:
         return {
@@ -75,6 +84,7 @@ class TrainingOptions:
             "max_time": self.max_time,
             "check_every": self.check_every,
             "max_move": self.max_move,
+            "method": self.method,
         }
 
 

@@ -53,11 +53,12 @@ class LinearPhaseConfig:
     source_norm: float = 1.0
     target_norm: float = 1.0
     training: TrainingOptions = field(default_factory=TrainingOptions)
-    """Tolerance, step limits and step-size rule; ``eta`` is set per stage by the fields below."""
+    """Tolerance, step limits, integrator (``method``, by default the semi-implicit step of
+    :mod:`featurefate.training`) and step-size rule; ``eta`` is set per stage below."""
     eta_pretrain: float = 0.5
     eta_scratch: float = 1.0
-    """Scratch training's endpoint does not depend on the step: gradient descent never changes
-    the first layer outside the data's row space, so any stable eta (< 2) reaches X^+ y."""
+    """Scratch training's endpoint does not depend on the step: neither integrator changes the
+    first layer outside the data's row space, so any stable eta (< 2) reaches X^+ y."""
     eta_finetune: float = 1.0
     finetune_max_move: float = 2e-3
     """Fine-tuning's endpoint moves with the discretisation when n < D (the conserved quantities
