@@ -56,11 +56,16 @@ def _problem(k=4, dim=20, depth=2, init_scale=1e-3):
 def test_per_instance_time_caps_stop_each_instance_at_its_own_cap():
     params, stats = _problem()
     caps = np.array([0.0, 0.3, 0.6, 1.0])  # it converges at t of about 1.5
-    result = tr.train(params, stats, eta=0.1, tol=1e-12, max_time=caps)
+    # explicit steps (the mechanism experiment's): flow time is kept step by step
+    result = tr.train(params, stats, eta=0.1, tol=1e-12, max_time=caps, method="explicit")
     assert result.steps[0] == 0 and result.time[0] == 0.0
     assert np.all(result.time[1:] >= caps[1:])
     # each stopped at the first step past its cap: one step (< 1 in time here) at most
     assert np.all(result.time[1:] - caps[1:] < 0.2)
+    # the semi-implicit default honours the caps too, with its longer steps
+    semi = tr.train(params, stats, eta=0.1, tol=1e-12, max_time=caps)
+    assert semi.steps[0] == 0 and np.all(semi.time[1:] >= caps[1:])
+    assert np.all(semi.steps[1:] <= result.steps[1:])
     with pytest.raises(ValueError, match="one per instance"):
         tr.train(params, stats, eta=0.1, tol=1e-12, max_time=[1.0, 2.0])
 
@@ -68,8 +73,9 @@ def test_per_instance_time_caps_stop_each_instance_at_its_own_cap():
 def test_segments_follow_the_same_path_as_one_run():
     params, stats = _problem()
     times = [0.0, 0.3, 1.0, 3.0, 10.0, 1e3]
-    path = list(tr.train_checkpoints(params, stats, times, eta=0.1, tol=1e-12))
-    whole = tr.train(params, stats, eta=0.1, tol=1e-12)
+    options = {"eta": 0.1, "tol": 1e-12, "method": "explicit"}
+    path = list(tr.train_checkpoints(params, stats, times, **options))
+    whole = tr.train(params, stats, **options)
     assert len(path) == len(times)
     assert path[0].steps.sum() == 0 and np.all(path[0].time == 0)
     for earlier, later in itertools.pairwise(path):
