@@ -837,6 +837,10 @@ SECTION_NOTES: dict[str, tuple[str, ...]] = {
         "and the corrected X^+y + c(I-P)beta_s (docs/theory.md, Fine-tuning).",
         "Linear transfer refits on the significant pretrained features (rcond = 1e-3), not on "
         "the init-scale residual directions (docs/theory.md, Simulation notes).",
+        "Init: each figure's title and the pretrained-features line below name the init of this "
+        "sweep. A rank-one chain (init = rank_one, the paper config) is rank one by "
+        "construction, so its s2 = 0 says nothing about Theorem 3.4; the mechanism section "
+        "shows the collapse from the authors' full-rank random init.",
     ),
     "discrepancy": (
         "Transferability here comes from the exact gradient-flow endpoints on drawn data "
@@ -877,6 +881,13 @@ SECTION_NOTES: dict[str, tuple[str, ...]] = {
     "relu_phase": (
         "Linear transfer refits the output weights by kernel ridge regression (the config's lam) "
         "on the frozen pretrained features; every error is exact, from the kernel.",
+        "Scratch training stops at a relative training loss of tol_scratch, so its end point "
+        "depends on the step: the paper config's lr 0.25 is within about 2% of the gradient-flow "
+        "end point, where the explicit stability limit lr 2 is up to 40% off "
+        "(benchmarks/relu_scratch_lr.py). With pretraining_seed >= 0 the teachers and "
+        "pretraining are shared along ρ and the scratch networks along n.",
+        "The predicted boundary n*(ρ) solves A n^-ν = |P⊥f_t|² with the fit of panel (c); "
+        "compare it with the smallest n of each ρ at which T < 0.",
     ),
     "init_scale": (
         "Beyond the paper. Every init scale of a cell trains the same instances from the same "
