@@ -148,16 +148,7 @@ def _per_alpha_panel(ax, ds, panel_distances, methods, seed):
         ax.axvspan(-1.05, 0.0, color="tab:red", alpha=0.06, zorder=0)
         ax.axvline(0.0, color="black", linewidth=0.8)
         handles = [
-            Line2D([], [], marker="o", linestyle="", color="0.2", label=methods[0][1]),
-            Line2D(
-                [],
-                [],
-                marker="^",
-                linestyle="",
-                color="0.2",
-                markerfacecolor="white",
-                label=methods[1][1],
-            ),
+            *_method_handles(methods, linestyles=("", "")),
             matplotlib.patches.Patch(color="tab:red", alpha=0.15, label="ρ < 0: claim fails"),
         ]
         ax.legend(handles=handles, fontsize=_NOTE_SIZE - 1, loc="upper center",
@@ -173,20 +164,27 @@ def _per_alpha_panel(ax, ds, panel_distances, methods, seed):
         Line2D([], [], color=_DISTANCE_COLOURS[i % len(_DISTANCE_COLOURS)], label=_SHORT.get(d, d))
         for i, d in enumerate(panel_distances)
     ] + [
-        Line2D([], [], color="0.2", marker="o", label=methods[0][1]),
-        Line2D(
-            [],
-            [],
-            color="0.2",
-            linestyle="--",
-            marker="^",
-            markerfacecolor="white",
-            label=methods[1][1],
-        ),
+        *_method_handles(methods, linestyles=("-", "--")),
         matplotlib.patches.Patch(color="tab:red", alpha=0.15, label="ρ < 0: the claim fails"),
     ]
     ax.legend(handles=handles, fontsize=_NOTE_SIZE - 1, loc="upper center",
               bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # fmt: skip
+
+
+def _method_handles(methods, *, linestyles):
+    """Legend handles of the two transfer methods: filled circles, then open triangles."""
+    return [
+        Line2D([], [], marker="o", linestyle=linestyles[0], color="0.2", label=methods[0][1]),
+        Line2D(
+            [],
+            [],
+            marker="^",
+            linestyle=linestyles[1],
+            color="0.2",
+            markerfacecolor="white",
+            label=methods[1][1],
+        ),
+    ]
 
 
 def _family_values(ds, name, sigma):
