@@ -353,3 +353,20 @@ def test_bad_input_names_parameter_value_and_range(call, fragments):
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize("alpha", [1.0 - 1e-16, 1.0 + 2.3e-16, 0.5 + 1e-16])
+def test_finite_size_forms_take_a_whole_sample_count_up_to_rounding(alpha):
+    # a grid's alpha = 0.9999999999999999 at D = 500 is n = 500, not a vanishing D - n (which
+    # made the fine-tuning quadrature ask for a 2.7e15-point grid)
+    exact = round(alpha * 500) / 500
+    for sigma in (0.0, 0.2):
+        for method, options in (
+            ("linear", {}),
+            ("ridge", {"lam": 0.1}),
+            ("finetune", {"variant": "exact"}),
+            ("finetune", {"variant": "paper"}),
+        ):
+            got = th.transferability(method, alpha, 1.2, sigma, dim=500, **options)
+            want = th.transferability(method, exact, 1.2, sigma, dim=500, **options)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -90,6 +90,19 @@ _DE_STEP = 1.0 / 64.0
 _DE_TMAX = 4.5
 
 
+def _sample_count(alpha, dim):
+    r"""The sample count :math:`n = \alpha D` of the finite-size forms.
+
+    A whole number up to rounding is snapped to it: a grid's ``alpha = 1.0000000000000002`` at
+    D = 500 is n = 500 (P = I), not a fraction of a sample short of it, where the forms that
+    depend on D - n would take a vanishing D - n for a real one. Other values are kept (a
+    finite-size phase diagram over a continuous alpha interpolates between whole n).
+    """
+    n = np.asarray(alpha, dtype=float) * dim
+    whole = np.round(n)
+    return np.where(np.abs(n - whole) <= 1e-9 * np.maximum(whole, 1.0), whole, n)
+
+
 def _unexplained_fraction(alpha):
     r"""Expected :math:`|(I - P)v|^2 / |v|^2` for the row-space projector P of X: (1 - n/D)_+.
 
@@ -112,7 +125,7 @@ def _noise_error(alpha, sigma, dim):
             above = s2 / (alpha - 1.0)
             is_below, is_above = alpha < 1.0, alpha > 1.0
         else:
-            n = alpha * dim
+            n = _sample_count(alpha, dim)
             below = s2 * n / (dim - n - 1.0)
             above = s2 * dim / (n - dim - 1.0)
             is_below, is_above = n < dim - 1.0, n > dim + 1.0
@@ -381,7 +394,7 @@ def linear_transfer_error(
     if dim is None:
         out = perp2 + 0.0 * alpha + 0.0 * sigma
     else:
-        n = alpha * dim
+        n = _sample_count(alpha, dim)
         with np.errstate(divide="ignore", invalid="ignore"):
             fluct = np.where(n > 2.0, (perp2 + sigma**2) / (n - 2.0), np.inf)
         out = perp2 + np.where(perp2 + sigma**2 == 0.0, 0.0, fluct)
@@ -468,7 +481,7 @@ def ridge_transfer_error(
     if dim is None:
         out = perp2 + par2 * (lam_eff / (1.0 + lam_eff)) ** 2 + 0.0 * alpha + 0.0 * sigma
     else:
-        n = alpha * dim
+        n = _sample_count(alpha, dim)
         shrink, spread = _chi2_ridge_moments(n, n * lam_eff)
         noise = perp2 + sigma**2
         out = perp2 + par2 * shrink + np.where(noise == 0.0, 0.0, noise * spread)
@@ -546,7 +559,7 @@ def finetune_scale(alpha, sigma, *, source_norm=1.0, target_norm=1.0, depth=2, d
     alpha, sigma = _alpha(alpha), _sigma(sigma)
     source_norm = _norm(source_norm, "source_norm")
     target_norm, depth, dim = _norm(target_norm, "target_norm"), _depth(depth), _dim(dim)
-    below = (alpha < 1.0) if dim is None else (alpha * dim < dim - 1.0)
+    below = (alpha < 1.0) if dim is None else (_sample_count(alpha, dim) < dim - 1.0)
     a = np.where(below, (1.0 - alpha) * source_norm**2, 0.0)
     b = np.where(below, alpha * target_norm**2 + _noise_error(alpha, sigma, dim), 0.0)
     c = solve_finetune_scale(a, b, source_norm=source_norm, depth=depth)
@@ -565,7 +578,7 @@ def _finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim)
     out = np.zeros(shape)
     for index in np.ndindex(shape):
         a, t, s, ns, nt = (float(x[index]) for x in args)
-        n = a * dim
+        n = float(_sample_count(a, dim))
         if n < dim:
             out[index] = _finetune_law.coupled_term(
                 n, dim, t, s, ns, nt, depth, solve_finetune_scale
