@@ -566,6 +566,8 @@ def _finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim)
     for index in np.ndindex(shape):
         a, t, s, ns, nt = (float(x[index]) for x in args)
         n = a * dim
+        if abs(n - round(n)) <= 1e-9 * dim:
+            n = round(n)  # a grid's alpha (linspace) misses k / dim by rounding: n is k
         if n < dim:
             out[index] = _finetune_law.coupled_term(
                 n, dim, t, s, ns, nt, depth, solve_finetune_scale
