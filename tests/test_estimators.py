@@ -188,6 +188,26 @@ def test_exact_finetune_endpoint_matches_integrated_gradient_flow(depth):
     assert np.max(np.abs(end - paper)) > 1e-2
 
 
+def test_all_finite_is_isfinite_all_including_overflow():
+    """The dot-product shortcut of the data check agrees with np.all(np.isfinite(a)), also
+    where the sum of squares overflows (entries ~1e200) and on non-contiguous views."""
+    from featurefate._validation import all_finite
+
+    rng = np.random.default_rng(12)
+    for a in (
+        rng.standard_normal((3, 5, 4)),
+        np.full((2, 3), 1e200),
+        np.array([1e200, -1e200, np.nan]),
+        np.array([1.0, np.inf]),
+        np.array([-np.inf, np.inf]),
+        np.zeros((0, 4)),
+        rng.standard_normal((6, 8))[::2, ::3],
+    ):
+        assert all_finite(a) == bool(np.all(np.isfinite(a)))
+    with pytest.raises(ValueError, match="finite"):
+        est.min_norm_fit(np.ones((3, 4)), np.array([1e200, 1e200, np.nan]))
+
+
 def test_estimators_reject_bad_shapes_and_values():
     with pytest.raises(ValueError, match="shape"):
         est.min_norm_fit(np.ones((3, 4)), np.ones(4))
