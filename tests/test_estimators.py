@@ -62,6 +62,37 @@ def test_gram_svd_drops_unresolvable_directions():
     )
 
 
+@pytest.mark.parametrize("shape", [(20, 50), (50, 50), (51, 50), (80, 50)])
+def test_gram_svd_without_left_vectors_is_the_same_fit(shape):
+    """left=False: no U for tall X, the same s and V, and X^+ Y through V diag(s^-2) V^T X^T Y
+    equal to the U form (the old path) and to LAPACK's pseudo-inverse to rounding."""
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((3, *shape)), rng.standard_normal((3, shape[0]))
+    full, fast = est.gram_svd(X), est.gram_svd(X, left=False)
+    assert (fast[0] is None) == (shape[0] > shape[1])
+    for got, want in zip(fast, full, strict=True):
+        assert got is None or np.array_equal(got, want)
+    # (51, 50): sigma_min / sigma_max ~ 1e-2, the worst conditioning a tall sweep cell sees
+    w = est.min_norm_fit(X, y, svd=fast)
+    assert_allclose(w, est.min_norm_fit(X, y, svd=full), rtol=0, atol=1e-11 * np.abs(w).max())
+    assert_allclose(w, (np.linalg.pinv(X) @ y[..., None])[..., 0], atol=1e-9 * np.abs(w).max())
+    assert_allclose(
+        est.exact_endpoints(X, y, np.ones(shape[1]), svd=fast)["finetune_exact"],
+        est.exact_endpoints(X, y, np.ones(shape[1]))["finetune_exact"],
+        atol=1e-9 * np.abs(w).max(),
+    )
+
+
+def test_gram_svd_without_left_vectors_drops_unresolvable_directions():
+    """A rank-3 tall (40, 10) matrix: the V form of X^+ skips the 7 null directions."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((1, 40, 3)) @ rng.standard_normal((1, 3, 10))
+    y = rng.standard_normal((1, 40))
+    U, s, Vt = est.gram_svd(X, left=False)
+    assert U is None and np.count_nonzero(s) == 3 and np.all(Vt[0, 3:] == 0.0)
+    assert_allclose(est.min_norm_fit(X, y, svd=(U, s, Vt)), est.min_norm_fit(X, y), atol=1e-10)
+
+
 def test_frozen_identity_features_are_min_norm_and_ridge():
     inst = draw_instances(20, 15, 0.4, 0.2, 3, seed=2)
     eye = np.eye(20)
@@ -75,6 +106,22 @@ def test_frozen_identity_features_are_min_norm_and_ridge():
         X, y = inst.X[k], inst.y[k]
         ridge = np.linalg.solve(X.T @ X + 15 * lam * eye, X.T @ y)
         assert_allclose(est.frozen_feature_fit(X, y, eye, lam=lam), ridge, atol=1e-12)
+
+
+def test_frozen_feature_fit_over_a_lam_sequence_is_each_fit():
+    """A sequence of penalties: one projection, the same fits bit for bit as one call each."""
+    inst = draw_instances(30, 12, 0.4, 0.2, 3, seed=8)
+    features = np.random.default_rng(9).standard_normal((3, 2, 30))
+    lams = [0.0, 0.1, 0.5]
+    together = est.frozen_feature_fit(inst.X, inst.y, features, lam=lams)
+    assert together.shape == (3, 3, 30)
+    for lam, w in zip(lams, together, strict=True):
+        assert np.array_equal(w, est.frozen_feature_fit(inst.X, inst.y, features, lam=lam))
+    assert not np.allclose(together[1], together[2])
+    with pytest.raises(ValueError, match="features must be finite"):
+        est.frozen_feature_fit(inst.X, inst.y, np.full((2, 30), np.nan), lam=0.1)
+    with pytest.raises(ValueError, match="lam"):
+        est.frozen_feature_fit(inst.X, inst.y, features, lam=[[0.1]])
 
 
 @pytest.mark.parametrize("depth", [2, 3])
@@ -139,6 +186,26 @@ def test_exact_finetune_endpoint_matches_integrated_gradient_flow(depth):
     paper = est.finetune_fit(X, y, beta_s, variant="paper", depth=depth)
     assert_allclose(end, exact, atol=1e-9)
     assert np.max(np.abs(end - paper)) > 1e-2
+
+
+def test_all_finite_is_isfinite_all_including_overflow():
+    """The dot-product shortcut of the data check agrees with np.all(np.isfinite(a)), also
+    where the sum of squares overflows (entries ~1e200) and on non-contiguous views."""
+    from featurefate._validation import all_finite
+
+    rng = np.random.default_rng(12)
+    for a in (
+        rng.standard_normal((3, 5, 4)),
+        np.full((2, 3), 1e200),
+        np.array([1e200, -1e200, np.nan]),
+        np.array([1.0, np.inf]),
+        np.array([-np.inf, np.inf]),
+        np.zeros((0, 4)),
+        rng.standard_normal((6, 8))[::2, ::3],
+    ):
+        assert all_finite(a) == bool(np.all(np.isfinite(a)))
+    with pytest.raises(ValueError, match="finite"):
+        est.min_norm_fit(np.ones((3, 4)), np.array([1e200, 1e200, np.nan]))
 
 
 def test_estimators_reject_bad_shapes_and_values():

@@ -217,3 +217,16 @@ def test_quadrature_converges_on_refinement(dim, n, theta, sigma):
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+def test_exact_finetune_at_n_equal_dim_from_a_rounded_grid_alpha():
+    """alpha = 1 from a linspace grid is 0.9999999999999999: n = D, where c plays no role.
+
+    Before n was snapped to the integer it misses by rounding, the quadrature saw
+    D - n = 6e-14 and tried to allocate petabytes.
+    """
+    alpha = np.linspace(0.1, 2.0, 20)[9]
+    assert alpha < 1.0 and round(alpha * 500) == 500
+    for fn in (th.finetune_error, lambda *a, **k: th.transferability("finetune", *a, **k)):
+        got = fn(alpha, 0.7854, 0.2, variant="exact", dim=500)
+        assert_allclose(got, fn(1.0, 0.7854, 0.2, variant="exact", dim=500), rtol=1e-12)

@@ -370,3 +370,23 @@ def test_finite_size_forms_take_a_whole_sample_count_up_to_rounding(alpha):
             got = th.transferability(method, alpha, 1.2, sigma, dim=500, **options)
             want = th.transferability(method, exact, 1.2, sigma, dim=500, **options)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_broadcast_shapes_and_signed_zeros_of_the_fast_paths():
+    """The grid paths (no spreading copies, fine-tuning's product written where alpha < 1 only)
+    keep every input's shape and give +0.0, never -0.0, where the data pin w down."""
+    alpha, theta, sigma = np.array([[0.5], [1.0], [1.5]]), np.array([0.3, 2.5]), np.array(0.2)
+    assert th.linear_transfer_error(alpha, 0.3, [0.1, 0.2, 0.3, 0.4]).shape == (3, 4)
+    assert th.ridge_transfer_error(alpha, 0.3, [0.1, 0.2], 0.1).shape == (3, 2)
+    assert th.linear_transfer_error(0.5, theta, 0.2, dim=50).shape == (2,)
+    for variant in ("paper", "exact"):
+        gain = th.transferability("finetune", alpha, theta, sigma, variant=variant)
+        assert gain.shape == (3, 2)
+        assert np.all(gain[1:] == 0.0) and not np.any(np.signbit(gain[1:]))
+        assert gain[0, 1] < 0.0 < gain[0, 0]
+        wide = th.transferability("finetune", 0.5, theta, [[0.1], [0.2], [0.3]], variant=variant)
+        assert wide.shape == (3, 2)
+    exact = th.transferability("finetune", alpha, theta, sigma, variant="exact", dim=50)
+    assert not np.any(np.signbit(exact[1:])) and np.all(exact[1:] == 0.0)
+    noiseless = th.linear_transfer_error(alpha, np.array([0.0, 0.3]), 0.0, dim=50)
+    assert noiseless[0, 0] == 0.0 and np.all(np.isfinite(noiseless))

@@ -1,23 +1,23 @@
 """featurefate: when do pretrained features help? The theory of *Features are fate*, computed.
 
 The public names are re-exported here; see :mod:`featurefate.theory` for the closed forms.
+They, and ``__version__``, are resolved on first use (PEP 562), so that importing a module of
+the package (the command line, a simulation) loads only what that module needs.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from featurefate.theory import (
-    finetune_error,
-    linear_transfer_error,
-    negative_transfer_regions,
-    ridge_transfer_error,
-    scratch_error,
-    transferability,
-)
+from typing import TYPE_CHECKING
 
-try:
-    __version__ = version("featurefate")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from featurefate.theory import (
+        finetune_error,
+        linear_transfer_error,
+        negative_transfer_regions,
+        ridge_transfer_error,
+        scratch_error,
+        transferability,
+    )
 
 __all__ = [
     "__version__",
@@ -28,3 +28,29 @@ __all__ = [
     "scratch_error",
     "transferability",
 ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("featurefate")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        value = _version()
+    elif name in __all__:
+        from featurefate import theory
+
+        value = getattr(theory, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -34,7 +34,6 @@ try:  # recent typer vendors its own copy of click
     from typer._click.exceptions import UsageError
 except ImportError:  # pragma: no cover - typer built on the click package
     from click.exceptions import UsageError
-from featurefate.experiments.theory_phase import phase_stem, theory_point
 
 # Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
 # `featurefate --help` and the theory commands start fast.
@@ -131,6 +130,7 @@ def phase_diagram_command(
 
     The stem names the configuration, e.g. phase_ridge_sigma0.2_lam0.1. Prints the paths written.
     """
+    from featurefate.experiments.theory_phase import phase_stem
     from featurefate.reproduce import write_phase_diagram
 
     stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
@@ -217,6 +217,8 @@ def point_command(
 ) -> None:
     """Errors and transferability at one point; for linear transfer its negative-transfer
     regions at this θ and σ, for fine-tuning its break-even angle."""
+    from featurefate.experiments.theory_phase import theory_point
+
     result = theory_point(method, alpha, theta, sigma, lam=lam, variant=variant, dim=dim)
     if as_json:
         typer.echo(json.dumps(_json_safe(result), allow_nan=False))

@@ -267,7 +267,7 @@ def linear_transfer(params, X, y, beta_t, *, lam=0.0, rcond=1e-3) -> ProtocolRes
     (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
     features, kept, singular_values = significant_features(params, rcond=rcond)
     lams = np.atleast_1d(v.real_array("lam", lam, low=0.0))
-    w = np.stack([frozen_feature_fit(X, y, features, lam=value) for value in lams])
+    w = frozen_feature_fit(X, y, features, lam=lams)
     error = generalization_error(w, beta_t[None])
     if np.ndim(lam) == 0:
         w, error = w[0], error[0]

@@ -191,7 +191,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         return None if progress is None else (lambda s, m: progress(name, s, m))
 
     net = {"depth": config.depth, "init_scale": config.init_scale, "init": config.init}
-    svd = est.gram_svd(inst.X)  # the cell's one factorisation of the data
+    svd = est.gram_svd(inst.X, left=False)  # the cell's one factorisation of the data
     stats = empirical_statistics(inst.X, inst.y, svd=svd)
     sc = scratch(
         inst.X,
@@ -218,7 +218,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         ),
         "endpoint_gap_scratch": (
             inst_dim,
-            np.linalg.norm(sc.w - est.min_norm_fit(inst.X, inst.y), axis=1),
+            np.linalg.norm(sc.w - est.min_norm_fit(inst.X, inst.y, svd=svd), axis=1),
         ),
     }
     _training_vars(data, "scratch", sc)
@@ -258,6 +258,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         parts = []
         for a_s, n_s in zip(config.alpha_source, sizes, strict=True):
             # pretraining on the source sample from small init: scratch training on the source
+            source_svd = est.gram_svd(X_s[:, :n_s], left=False)
             pre = scratch(
                 X_s[:, :n_s],
                 y_s[:, :n_s],
@@ -265,9 +266,11 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
                 key=key_pre,
                 options=config.stage_options("scratch", n_s),
                 progress=stage("pretrain"),
+                stats=empirical_statistics(X_s[:, :n_s], y_s[:, :n_s], svd=source_svd),
                 **net,
             )
-            fit = est.min_norm_fit(X_s[:, :n_s], y_s[:, :n_s])  # Theorem 3.5 on the source
+            # Theorem 3.5 on the source
+            fit = est.min_norm_fit(X_s[:, :n_s], y_s[:, :n_s], svd=source_svd)
             source = {"alpha_source": a_s, "sigma_source": config.sigma_source}
             parts.append(xr.Dataset(transfer(pre, fit, source)))
         part = xr.concat(parts, dim="alpha_source", data_vars="all")

@@ -111,6 +111,15 @@ def _unexplained_fraction(alpha):
     return np.maximum(1.0 - alpha, 0.0)
 
 
+def _spread(out, *args):
+    """``out`` broadcast against ``args`` as a new array (one pass; ``out`` itself if it already
+    has their shape)."""
+    shape = np.broadcast_shapes(np.shape(out), *(np.shape(a) for a in args))
+    if np.shape(out) == shape and isinstance(out, np.ndarray):
+        return out
+    return np.broadcast_to(out, shape).copy()
+
+
 def _noise_error(alpha, sigma, dim):
     r"""Expected :math:`|X^+ \epsilon|^2`, the label-noise part of the minimum-norm fit.
 
@@ -385,6 +394,31 @@ def linear_transfer_error(
     -------
     ndarray or float
     """
+    out = _linear_transfer_error(
+        alpha,
+        theta,
+        sigma,
+        target_norm=target_norm,
+        dim=dim,
+        alpha_source=alpha_source,
+        sigma_source=sigma_source,
+        source_norm=source_norm,
+    )
+    return v.scalar_or_array(_spread(out, alpha, sigma))
+
+
+def _linear_transfer_error(
+    alpha,
+    theta,
+    sigma,
+    *,
+    target_norm=1.0,
+    dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
+    source_norm=1.0,
+):
+    """:func:`linear_transfer_error` without spreading the limit over alpha and sigma."""
     alpha, theta, sigma = _alpha(alpha), _theta(theta), _sigma(sigma)
     target_norm, dim = _norm(target_norm, "target_norm"), _dim(dim)
     source_norm = _norm(source_norm, "source_norm")
@@ -392,12 +426,17 @@ def linear_transfer_error(
     theta, _ = _effective_source(theta, source_norm, alpha_source, sigma_source, dim, squared=True)
     perp2 = (target_norm * np.sin(theta)) ** 2
     if dim is None:
-        out = perp2 + 0.0 * alpha + 0.0 * sigma
+        out = perp2  # spread over alpha and sigma by the caller
     else:
         n = _sample_count(alpha, dim)
+        noise = perp2 + sigma**2
         with np.errstate(divide="ignore", invalid="ignore"):
-            fluct = np.where(n > 2.0, (perp2 + sigma**2) / (n - 2.0), np.inf)
-        out = perp2 + np.where(perp2 + sigma**2 == 0.0, 0.0, fluct)
+            inverse = np.where(n > 2.0, 1.0 / (n - 2.0), np.inf)
+        if np.all(noise > 0.0):  # the usual case: one product, no 0 * inf to mask
+            out = perp2 + noise * inverse
+        else:
+            with np.errstate(invalid="ignore"):
+                out = perp2 + np.where(noise == 0.0, 0.0, noise * inverse)
     return v.scalar_or_array(out)
 
 
@@ -468,6 +507,35 @@ def ridge_transfer_error(
     -------
     ndarray or float
     """
+    out = _ridge_transfer_error(
+        alpha,
+        theta,
+        sigma,
+        lam,
+        source_norm=source_norm,
+        target_norm=target_norm,
+        depth=depth,
+        dim=dim,
+        alpha_source=alpha_source,
+        sigma_source=sigma_source,
+    )
+    return v.scalar_or_array(_spread(out, alpha, sigma))
+
+
+def _ridge_transfer_error(
+    alpha,
+    theta,
+    sigma,
+    lam,
+    *,
+    source_norm=1.0,
+    target_norm=1.0,
+    depth=2,
+    dim=None,
+    alpha_source=None,
+    sigma_source=0.0,
+):
+    """:func:`ridge_transfer_error` without spreading the limit over alpha and sigma."""
     alpha, theta, sigma, lam = _alpha(alpha), _theta(theta), _sigma(sigma), _lam(lam)
     source_norm = _norm(source_norm, "source_norm")
     target_norm, depth, dim = _norm(target_norm, "target_norm"), _depth(depth), _dim(dim)
@@ -479,7 +547,7 @@ def ridge_transfer_error(
     par2 = (target_norm * np.cos(theta)) ** 2
     perp2 = (target_norm * np.sin(theta)) ** 2
     if dim is None:
-        out = perp2 + par2 * (lam_eff / (1.0 + lam_eff)) ** 2 + 0.0 * alpha + 0.0 * sigma
+        out = perp2 + par2 * (lam_eff / (1.0 + lam_eff)) ** 2  # spread by the caller
     else:
         n = _sample_count(alpha, dim)
         shrink, spread = _chi2_ridge_moments(n, n * lam_eff)
@@ -593,18 +661,27 @@ def _finetune_gain(alpha, theta, sigma, variant, source_norm, target_norm, depth
     scratch and fine-tuning share :math:`|X^+\epsilon|^2 + |(I - P)\beta_t|^2` term by term.
     """
     if variant == "exact" and dim is not None:
-        return -_finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim)
-    if variant == "paper":
-        c = np.ones(np.broadcast_shapes(np.shape(alpha), np.shape(sigma)))
-    else:
-        c = finetune_scale(
-            alpha, sigma, source_norm=source_norm, target_norm=target_norm, depth=depth, dim=dim
-        )
+        return 0.0 - _finetune_coupled(alpha, theta, sigma, source_norm, target_norm, depth, dim)
     overlap = source_norm * target_norm * np.cos(theta)
     fraction = _unexplained_fraction(alpha)
+    if variant == "paper":  # c = 1: one product over the grid, written where fraction > 0 only
+        inner = 2.0 * overlap - source_norm**2
+        shape = np.broadcast_shapes(*(np.shape(x) for x in (fraction, inner, sigma)))
+        gain = np.zeros(shape)
+        np.multiply(fraction, inner, out=gain, where=fraction > 0.0)
+        return gain
+    c = finetune_scale(
+        alpha, sigma, source_norm=source_norm, target_norm=target_norm, depth=depth, dim=dim
+    )
     # The label noise cancels between scratch and fine-tuning instance by instance, so T stays
     # finite where both errors are infinite; it is 0 wherever the data pin w down (alpha >= 1).
-    return np.where(fraction > 0.0, fraction * (2.0 * c * overlap - (c * source_norm) ** 2), 0.0)
+    # fraction * (2 c overlap - (c |beta_s|)^2), with the factors that do not depend on theta
+    # formed before they meet it; where fraction = 0 (c may be NaN there) the gain is +0.0:
+    # 0 * overlap - (-0.0).
+    below = fraction > 0.0
+    linear = np.where(below, 2.0 * fraction * c, 0.0)
+    constant = np.where(below, fraction * (c * source_norm) ** 2, -0.0)
+    return linear * overlap - constant
 
 
 def finetune_error(
@@ -799,13 +876,13 @@ def transferability(
         gain = _finetune_gain(
             alpha, theta, sigma, variant, source_norm, target_norm, _depth(depth), dim
         )
-        return v.scalar_or_array(gain + 0.0 * sigma)
+        return v.scalar_or_array(_spread(gain, sigma))
     scratch = scratch_error(alpha, sigma, target_norm=target_norm, dim=dim)
     if method == "linear":
         # Linear transfer without ridge is independent of the depth, and of the source norm
         # unless the source is finite (the source fit's angle depends on it).
         _depth(depth)
-        transfer = linear_transfer_error(
+        transfer = _linear_transfer_error(
             alpha,
             theta,
             sigma,
@@ -815,7 +892,7 @@ def transferability(
             **source,
         )
     else:
-        transfer = ridge_transfer_error(
+        transfer = _ridge_transfer_error(
             alpha,
             theta,
             sigma,
