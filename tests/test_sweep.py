@@ -434,3 +434,18 @@ def test_every_scale_resolves_every_family_with_its_figures_and_report():
             assert config.experiment in KEY_NUMBERS
     assert families["paper"] == families["quick"]
     assert {"linear_phase", "discrepancy", "relu_phase"} <= families["paper"]
+
+
+@pytest.mark.parametrize(
+    ("training", "instead"),
+    [
+        ("eta = 0.9", "eta_pretrain, eta_scratch and eta_finetune"),
+        ("max_move = 0.1", "finetune_max"),
+    ],
+)
+def test_a_training_option_set_per_stage_is_refused_not_overwritten(tmp_path, training, instead):
+    text = TINY.replace("[fixed.training]", f"[fixed.training]\n{training}")
+    with pytest.raises(sweep.ConfigError, match=f"training.{training.split()[0]} is set per stage"):
+        sweep.load_config(_config(tmp_path, text))
+    with pytest.raises(sweep.ConfigError, match=instead):
+        sweep.load_config(_config(tmp_path, text))

@@ -99,6 +99,17 @@ class LinearPhaseConfig:
             v.real_array(
                 name, getattr(self, name), low=0.0, high=2.0, low_open=True, high_open=True
             )
+        # stage_options sets these per stage: refuse them here rather than overwrite them
+        unset = TrainingOptions()
+        for name, instead in (
+            ("eta", "eta_pretrain, eta_scratch and eta_finetune"),
+            ("max_move", "finetune_max_move"),
+        ):
+            if getattr(self.training, name) != getattr(unset, name):
+                raise ValueError(
+                    f"training.{name} is set per stage in this experiment: use {instead} "
+                    f"instead (got training.{name} = {getattr(self.training, name)!r})"
+                )
         source = () if self.alpha_source is None else np.atleast_1d(self.alpha_source)
         source = tuple(
             float(x) for x in v.real_array("alpha_source", source, low=0.0, low_open=True)
