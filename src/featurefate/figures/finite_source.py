@@ -15,7 +15,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from featurefate.figures.linear import SIGN_ATOL, _scale_note
+from featurefate.figures.linear import _scale_note, at_step_limit, sign_markers
 from featurefate.theory import linear as theory
 
 PANELS = (
@@ -110,26 +110,11 @@ def _config(ds) -> dict:
 
 
 def _markers(ax, ds, method):
-    t = ds[f"transferability_{method}"].transpose("alpha_source", "alpha").values
-    se = ds[f"transferability_{method}_stderr"].transpose("alpha_source", "alpha").values
-    stopped = np.zeros(t.shape, dtype=bool)
-    for stage in ("scratch", "pretrain", "finetune"):
-        name = f"converged_{stage}"
-        if name in ds:
-            flag = ~ds[name].fillna(True).astype(bool)
-            flag = flag.any("instance")
-            stopped |= (
-                flag.broadcast_like(ds[f"transferability_{method}"])
-                .transpose("alpha_source", "alpha")
-                .values
-            )
-    a, a_s = np.meshgrid(ds.alpha.values, ds.alpha_source.values)
-    clear = np.abs(t) > SIGN_ATOL
-    neg = clear & (t < -2 * se) & ~stopped
-    pos = clear & (t > 2 * se) & ~stopped
-    unclear = np.isfinite(t) & ~neg & ~pos & ~stopped
-    kw = {"s": 34, "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
-    ax.scatter(a[neg], a_s[neg], marker="v", color="#b2182b", **kw)
-    ax.scatter(a[pos], a_s[pos], marker="^", color="#2166ac", **kw)
-    ax.scatter(a[unclear], a_s[unclear], marker="o", color="white", **kw)
-    ax.scatter(a[stopped], a_s[stopped], marker="x", color="0.35", s=34, linewidths=1.0, zorder=3)
+    dims = ("alpha_source", "alpha")
+    t = ds[f"transferability_{method}"]
+    stopped = at_step_limit(ds, ("scratch", "pretrain", "finetune"), dims=dims)
+    if stopped is not None:
+        stopped = stopped.broadcast_like(t).transpose(*dims)
+    sign_markers(
+        ax, t, ds[f"transferability_{method}_stderr"], stopped, dims=dims, size=34, linewidth=0.6
+    )

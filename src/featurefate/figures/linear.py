@@ -43,39 +43,49 @@ def _scale_note(sim: xr.Dataset) -> str:
     )
 
 
-def at_step_limit(s: xr.Dataset, stages=("scratch", "finetune")) -> xr.DataArray | None:
+def at_step_limit(
+    s: xr.Dataset, stages=("scratch", "finetune"), dims=("theta", "alpha")
+) -> xr.DataArray | None:
     """Cells where an instance of one of the trained ``stages`` stopped at the step limit.
 
     Such a cell's transferability is not its endpoint's. Returns a boolean array over the cell
-    dimensions (``theta``, ``alpha`` first), or None when ``s`` has no convergence flags.
+    dimensions (``dims`` first), or None when ``s`` has no convergence flags.
     """
     names = [f"converged_{stage}" for stage in stages if f"converged_{stage}" in s]
     if not names:
         return None
     stopped = sum((~s[name].fillna(True).astype(bool)).any("instance") for name in names)
-    return (stopped > 0).transpose("theta", "alpha", ...)
+    return (stopped > 0).transpose(*dims, ...)
 
 
-def _sign_markers(ax, t: xr.DataArray, se: xr.DataArray, at_limit=None) -> None:
+def sign_markers(
+    ax,
+    t: xr.DataArray,
+    se: xr.DataArray,
+    at_limit=None,
+    *,
+    dims=("theta", "alpha"),
+    size=22,
+    linewidth=0.5,
+) -> None:
     """Mark each simulated cell: red down-triangle if T < -2 se, blue up-triangle if T > 2 se.
 
-    Cells in ``at_limit`` (:func:`at_step_limit`) get a grey cross instead: an instance there
-    is not at its endpoint, so its sign is not the endpoint's.
+    ``dims`` are the (y, x) cell dimensions. Cells in ``at_limit`` (:func:`at_step_limit`) get a
+    grey cross instead: an instance there is not at its endpoint, so its sign is not the
+    endpoint's.
     """
-    clear = np.abs(t) > SIGN_ATOL
-    t = t.transpose("theta", "alpha")
-    se = se.transpose("theta", "alpha")
-    a, th = np.meshgrid(t.alpha.values, t.theta.values)
+    t, se = t.transpose(*dims), se.transpose(*dims)
+    x, y = np.meshgrid(t[dims[1]].values, t[dims[0]].values)
     tv, sv = t.values, se.values
-    clear = clear.transpose("theta", "alpha").values
+    clear = np.abs(tv) > SIGN_ATOL
     limit = np.zeros(tv.shape, dtype=bool) if at_limit is None else at_limit.values
     neg, pos = clear & (tv < -2 * sv) & ~limit, clear & (tv > 2 * sv) & ~limit
     unclear = np.isfinite(tv) & ~neg & ~pos & ~limit
-    kw = {"s": 22, "edgecolors": "black", "linewidths": 0.5, "zorder": 3}
-    ax.scatter(a[neg], th[neg], marker="v", color="#b2182b", **kw)
-    ax.scatter(a[pos], th[pos], marker="^", color="#2166ac", **kw)
-    ax.scatter(a[unclear], th[unclear], marker="o", color="white", **kw)
-    ax.scatter(a[limit], th[limit], marker="x", color="0.35", s=22, linewidths=1.0, zorder=3)
+    kw = {"s": size, "edgecolors": "black", "linewidths": linewidth, "zorder": 3}
+    ax.scatter(x[neg], y[neg], marker="v", color="#b2182b", **kw)
+    ax.scatter(x[pos], y[pos], marker="^", color="#2166ac", **kw)
+    ax.scatter(x[unclear], y[unclear], marker="o", color="white", **kw)
+    ax.scatter(x[limit], y[limit], marker="x", color="0.35", s=size, linewidths=1.0, zorder=3)
 
 
 def _sign_legend(ax, at_limit=None) -> None:
@@ -165,7 +175,7 @@ def plot_linear_transfer(sim: xr.Dataset, theory: xr.Dataset, *, sigma: float) -
     ax = axes[1, 0]
     _negative_region(ax, theory)
     at_limit = at_step_limit(s, ("scratch",))
-    _sign_markers(ax, s.transferability_linear, s.transferability_linear_stderr, at_limit)
+    sign_markers(ax, s.transferability_linear, s.transferability_linear_stderr, at_limit)
     _theta_axis(ax)
     ax.set_xlim(0, float(theory.alpha.max()))
     ax.set_ylim(float(theory.theta.min()), float(theory.theta.max()))
@@ -232,7 +242,7 @@ def plot_ridge(
         plot_phase_diagram(
             theory, ax=ax, title=f"({chr(98 + k)}) λ = {lam:g}: theory (D → ∞), simulated signs"
         )
-        _sign_markers(
+        sign_markers(
             ax,
             s.transferability_ridge.sel(lam=lam_sim),
             s.transferability_ridge_stderr.sel(lam=lam_sim),
@@ -264,7 +274,7 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
         theories["exact"], ax=axes[1], title="(b) corrected theory (D → ∞), simulated signs"
     )
     at_limit = at_step_limit(s, ("scratch", "finetune"))
-    _sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)
+    sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)
     _sign_legend(axes[1], at_limit)
     _slices(
         axes[2],
