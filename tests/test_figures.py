@@ -124,7 +124,7 @@ def test_explicit_colour_limit(vlim):
 def test_cells_with_instances_at_the_step_limit_get_a_cross_not_a_sign():
     import xarray as xr
 
-    from featurefate.figures.linear import _sign_markers, at_step_limit
+    from featurefate.figures.linear import at_step_limit, sign_markers
 
     alpha, theta = np.array([0.5, 1.0]), np.array([0.3, 0.6, 0.9])
     converged = np.ones((3, 2, 4), dtype=bool)
@@ -141,6 +141,6 @@ def test_cells_with_instances_at_the_step_limit_get_a_cross_not_a_sign():
     assert at_limit.values.tolist() == [[False, False], [False, True], [False, False]]
     fig = Figure()
     ax = fig.add_subplot()
-    _sign_markers(ax, s.t, s.se, at_limit)
+    sign_markers(ax, s.t, s.se, at_limit)
     counts = [len(c.get_offsets()) for c in ax.collections]
     assert counts == [5, 0, 0, 1]  # negative, positive, unclear, at the step limit
