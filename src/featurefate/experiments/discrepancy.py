@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 
 import featurefate
 from featurefate import _validation as v
-from featurefate import distances
+from featurefate import distances, schema
 from featurefate import estimators as est
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.tasks import draw_instances, sample_data
@@ -68,24 +68,18 @@ CELL_AXES = ("alpha", "theta", "target_norm", "sigma")
 DISTANCES = (
     "theory_kl",
     "theory_w2",
-    "sample_w1",
-    "sample_dudley",
-    "sample_dudley_max",
-    "sample_kl",
-    "sample_w1_subspace",
-    "sample_dudley_subspace",
-    "sample_dudley_max_subspace",
-    "sample_kl_subspace",
+    *(
+        schema.sample_distance_name(d, subspace=subspace)
+        for subspace in (False, True)
+        for d in schema.SAMPLE_DISTANCES
+    ),
 )
 """Distance variables of a cell, in the order :func:`correlations` reports them."""
 
-TRANSFERABILITIES = (
-    "theory_transferability_linear",
-    "transferability_linear",
-    "theory_transferability_finetune_paper",
-    "transferability_finetune_paper",
-    "theory_transferability_finetune_exact",
-    "transferability_finetune_exact",
+TRANSFERABILITIES = tuple(
+    schema.transferability_name(method, theory=theory)
+    for method in ("linear", "finetune_paper", "finetune_exact")
+    for theory in (True, False)
 )
 """Transferability variables of a cell (theory at the finite D, and simulated)."""
 
@@ -288,22 +282,13 @@ def theorem22_dudley(
         k, sigma, source_norm, n_samples, n_replicates, seed, method
     )
     data = {}
-    for norm, suffix in (("sum", ""), ("max", "_max")):
+    for norm in ("sum", "max"):
         mean, se = mean_and_stderr(values[norm])
-        data[f"family_dudley{suffix}"] = (("k",), mean)
-        data[f"family_dudley{suffix}_stderr"] = (("k",), se)
-        data[f"family_dudley{suffix}_floor"] = ((), float(floor[norm].mean()))
+        data[schema.family_dudley_name(norm)] = (("k",), mean)
+        data[schema.family_dudley_name(norm, "stderr")] = (("k",), se)
+        data[schema.family_dudley_name(norm, "floor")] = ((), float(floor[norm].mean()))
     ds = xr.Dataset(data, coords={"k": np.asarray(k)})
-    ds["k"].attrs["long_name"] = "k, target beta_t = -k beta_s"
-    ds["family_dudley"].attrs["long_name"] = (
-        "Dudley metric (||h||_inf + Lip(h) <= 1) between the joints of the Theorem 2.2 family, "
-        "plug-in on (u, y)"
-    )
-    ds["family_dudley_max"].attrs["long_name"] = (
-        "Dudley metric (|h| <= 1, Lip(h) <= 1) between the joints of the Theorem 2.2 family, "
-        "plug-in on (u, y)"
-    )
-    return ds
+    return schema.annotate("discrepancy", ds)
 
 
 def _joint(X, y):
@@ -355,17 +340,18 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
     # (the Householder QR keeps Q orthonormal): the coordinates where the joints differ.
     basis = np.linalg.qr(np.stack([inst.beta_s, inst.beta_t], axis=-1))[0]
     points = {
-        "": (_joint(X_s, y_s), _joint(X_t, y_t)),
-        "_subspace": (_subspace_joint(X_s, y_s, basis), _subspace_joint(X_t, y_t, basis)),
+        False: (_joint(X_s, y_s), _joint(X_t, y_t)),
+        True: (_subspace_joint(X_s, y_s, basis), _subspace_joint(X_t, y_t, basis)),
     }
     sample = {}
-    for suffix, (source, target) in points.items():
+    for subspace, (source, target) in points.items():
         pairs = list(zip(source, target, strict=True))
-        sample[f"sample_w1{suffix}"] = [distances.wasserstein1(a, b) for a, b in pairs]
+        name = functools.partial(schema.sample_distance_name, subspace=subspace)
+        sample[name("w1")] = [distances.wasserstein1(a, b) for a, b in pairs]
         dudley = np.array([_dudley_pair(config, a, b) for a, b in pairs])
-        sample[f"sample_dudley{suffix}"] = dudley[:, 0]
-        sample[f"sample_dudley_max{suffix}"] = dudley[:, 1]
-        sample[f"sample_kl{suffix}"] = [distances.gaussian_kl(a, b) for a, b in pairs]
+        sample[name("dudley")] = dudley[:, 0]
+        sample[name("dudley_max")] = dudley[:, 1]
+        sample[name("kl")] = [distances.gaussian_kl(a, b) for a, b in pairs]
 
     endpoints = est.exact_endpoints(inst.X, inst.y, inst.beta_s, depth=config.depth)
     errors = {m: est.generalization_error(w, inst.beta_t) for m, w in endpoints.items()}
@@ -389,12 +375,12 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
     }
     data.update({name: (inst_dim, np.asarray(values)) for name, values in sample.items()})
     for method in _METHODS:
-        data[f"error_{method}"] = (inst_dim, errors[method])
+        data[schema.error_name(method)] = (inst_dim, errors[method])
     for method in _METHODS[1:]:
         mean, se = mean_and_stderr(errors["scratch"] - errors[method])
-        data[f"transferability_{method}"] = ((), mean)
-        data[f"transferability_{method}_stderr"] = ((), se)
-        data[f"theory_transferability_{method}"] = ((), theory_t[method])
+        data[schema.transferability_name(method)] = ((), mean)
+        data[schema.stderr_name(schema.transferability_name(method))] = ((), se)
+        data[schema.transferability_name(method, theory=True)] = ((), theory_t[method])
 
     ds = xr.Dataset(
         data,
@@ -418,7 +404,7 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
             method=config.dudley_method,
         )
         ds = ds.merge(family)
-    _label(ds)
+    schema.annotate("discrepancy", ds)
     ds.attrs.update(
         {
             "featurefate_version": featurefate.__version__,
@@ -442,41 +428,6 @@ def run_cell(config: DiscrepancyConfig, cell: dict, seed) -> xr.Dataset:
         }
     )
     return ds
-
-
-_LONG_NAMES = {
-    "theory_kl": "KL(p_s || p_t) between the joints, closed form",
-    "theory_w2": "W2(p_s, p_t) between the joints, Bures closed form",
-    "sample_w1": "W1 between n_samples draws of each joint in D + 1 dimensions",
-    "sample_dudley": "Dudley metric (||h||_inf + Lip(h) <= 1) between n_samples draws of each "
-    "joint in D + 1 dimensions",
-    "sample_dudley_max": "Dudley metric (|h| <= 1, Lip(h) <= 1) between n_samples draws of each "
-    "joint in D + 1 dimensions",
-    "sample_kl": "KL between Gaussians fitted to the draws in D + 1 dimensions",
-    "sample_w1_subspace": "W1 between the draws projected on span(beta_s, beta_t) and y",
-    "sample_dudley_subspace": "Dudley metric (||h||_inf + Lip(h) <= 1) between the draws "
-    "projected on span(beta_s, beta_t) and y",
-    "sample_dudley_max_subspace": "Dudley metric (|h| <= 1, Lip(h) <= 1) between the draws "
-    "projected on span(beta_s, beta_t) and y",
-    "sample_kl_subspace": "Gaussian-fit KL between the draws projected on span(beta_s, beta_t) and y",
-}
-
-
-def _label(ds: xr.Dataset) -> None:
-    ds["alpha"].attrs["long_name"] = "alpha = n / D of the target task (cell axis)"
-    ds["n"].attrs["long_name"] = "target training-set size round(alpha * D)"
-    ds["theta"].attrs["units"] = "radians"
-    ds["theta"].attrs["long_name"] = "angle between source and target teachers"
-    ds["target_norm"].attrs["long_name"] = "|beta_t|"
-    ds["sigma"].attrs["long_name"] = "label-noise standard deviation of both tasks"
-    for name, text in _LONG_NAMES.items():
-        ds[name].attrs["long_name"] = text
-    for name in ("theory_kl", "sample_kl", "sample_kl_subspace"):
-        ds[name].attrs["units"] = "nats"
-    for method in _METHODS[1:]:
-        ds[f"transferability_{method}"].attrs["long_name"] = (
-            f"E[R_scratch] - E[R_{method}], mean over instances (simulated endpoints)"
-        )
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ import xarray as xr
 
 import featurefate
 from featurefate import _validation as v
+from featurefate import schema
 from featurefate.experiments import linear_phase
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.experiments.linear_phase import LinearPhaseConfig
@@ -135,8 +136,7 @@ def run_cell(config: InitScaleConfig, cell: dict, seed) -> xr.Dataset:
         ds = ds.drop_vars([n for n in ds.data_vars if "lam" in ds[n].dims]).drop_dims("lam")
     sv = ds.pretrained_singular_values
     ds["feature_ratio"] = sv.isel(rank=1) / sv.isel(rank=0)
-    ds["init_scale"].attrs["long_name"] = "init scale γ"
-    ds["theta"].attrs["units"] = "radians"
+    schema.annotate("init_scale", ds)
     ds.attrs.update(
         {
             "featurefate_version": featurefate.__version__,
@@ -170,12 +170,8 @@ def departures(ds: xr.Dataset) -> xr.Dataset:
         "finetune_exact": ds.error_scratch - ds.error_finetune,
         "scratch": ds.error_scratch,
     }
-    theory = {
-        "linear": ds.theory_transferability_linear,
-        "finetune_paper": ds.theory_transferability_finetune_paper,
-        "finetune_exact": ds.theory_transferability_finetune_exact,
-        "scratch": ds.theory_error_scratch,
-    }
+    theory = {m: ds[schema.transferability_name(m, theory=True)] for m in METHODS}
+    theory["scratch"] = ds[schema.theory_error_name("scratch")]
     for name, values in per_instance.items():
         axis = values.get_axis_num("instance")
         mean, se = mean_and_stderr(values.values, axis=axis)

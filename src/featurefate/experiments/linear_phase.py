@@ -20,6 +20,7 @@ import xarray as xr
 import featurefate
 from featurefate import _validation as v
 from featurefate import estimators as est
+from featurefate import schema
 from featurefate._jax import jax
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.nets.linear import INITS
@@ -222,12 +223,12 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     }
     inst_dim = ("instance",)
     data = {
-        "error_scratch": (inst_dim, sc.error),
-        "theory_error_scratch": (
+        schema.error_name("scratch"): (inst_dim, sc.error),
+        schema.theory_error_name("scratch"): (
             (),
             theory.scratch_error(alpha, sigma, target_norm=config.target_norm, dim=config.dim),
         ),
-        "endpoint_gap_scratch": (
+        schema.endpoint_gap_name("scratch"): (
             inst_dim,
             np.linalg.norm(sc.w - est.min_norm_fit(inst.X, inst.y, svd=svd), axis=1),
         ),
@@ -303,8 +304,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
             **coords,
         },
     )
-    ds["theta"].attrs["units"] = "radians"
-    ds["alpha"].attrs["long_name"] = "samples per dimension n / D"
+    schema.annotate("linear_phase", ds)
     ds.attrs.update(
         {
             "featurefate_version": featurefate.__version__,
@@ -336,7 +336,7 @@ def _training_vars(data, name, res):
         ("drift", tr.drift),
         ("time", tr.time),
     ):
-        data[f"{field_name}_{name}"] = (("instance",), value)
+        data[schema.diagnostic_name(field_name, name)] = (("instance",), value)
 
 
 def _transfer_vars(config, inst, stats, svd, sc, pre, source_fit, cell, lams, theory_kw, stage):
@@ -395,10 +395,10 @@ def _transfer_vars(config, inst, stats, svd, sc, pre, source_fit, cell, lams, th
     }
     inst_dim, ridge_dims = ("instance",), ("lam", "instance")
     data = {
-        "error_linear": (inst_dim, refit.error[0]),
-        "error_ridge": (ridge_dims, refit.error[1:]),
-        "error_finetune": (inst_dim, ft.error),
-        "error_pretrain": (inst_dim, pre.error),
+        schema.error_name("linear"): (inst_dim, refit.error[0]),
+        schema.error_name("ridge"): (ridge_dims, refit.error[1:]),
+        schema.error_name("finetune"): (inst_dim, ft.error),
+        schema.error_name("pretrain"): (inst_dim, pre.error),
     }
     for method, err in (
         ("linear", refit.error[0]),
@@ -407,14 +407,15 @@ def _transfer_vars(config, inst, stats, svd, sc, pre, source_fit, cell, lams, th
     ):
         mean, se = mean_and_stderr(sc.error - err)
         dims = ("lam",) if method == "ridge" else ()
-        data[f"transferability_{method}"] = (dims, mean)
-        data[f"transferability_{method}_stderr"] = (dims, se)
+        data[schema.transferability_name(method)] = (dims, mean)
+        data[schema.stderr_name(schema.transferability_name(method))] = (dims, se)
     for name, value in th.items():
-        data[f"theory_error_{name}"] = (("lam",) if name == "ridge" else (), value)
+        data[schema.theory_error_name(name)] = (("lam",) if name == "ridge" else (), value)
     for name, value in th_t.items():
-        data[f"theory_transferability_{name}"] = (("lam",) if name == "ridge" else (), value)
+        dims = ("lam",) if name == "ridge" else ()
+        data[schema.transferability_name(name, theory=True)] = (dims, value)
     for name, value in gap.items():
-        data[f"endpoint_gap_{name}"] = (inst_dim, value)
+        data[schema.endpoint_gap_name(name)] = (inst_dim, value)
     for name, res in (("pretrain", pre), ("finetune", ft)):
         _training_vars(data, name, res)
     data["n_features_linear"] = (inst_dim, refit.info["n_features"])
@@ -488,12 +489,12 @@ def summarize(ds: xr.Dataset) -> list[dict]:
             row(
                 f"finetune vs {variant}{tag}",
                 sub.error_finetune,
-                sub[f"theory_error_finetune_{variant}"],
+                sub[schema.theory_error_name(f"finetune_{variant}")],
                 sub.transferability_finetune,
                 sub.transferability_finetune_stderr,
-                sub[f"theory_transferability_finetune_{variant}"],
+                sub[schema.transferability_name(f"finetune_{variant}", theory=True)],
                 sub.converged_finetune,
                 sub.steps_finetune,
-                sub[f"endpoint_gap_finetune_{variant}"],
+                sub[schema.endpoint_gap_name(f"finetune_{variant}")],
             )
     return rows

@@ -41,6 +41,7 @@ import xarray as xr
 
 import featurefate
 from featurefate import _validation as v
+from featurefate import schema
 from featurefate._jax import jax, jnp
 from featurefate.nets.linear import hidden_features, init_params
 from featurefate.tasks import sphere
@@ -219,8 +220,7 @@ def run_cell(config: MechanismConfig, cell: dict, seed) -> xr.Dataset:
             "depth": depth,
         },
     )
-    ds["checkpoint"].attrs["long_name"] = "nominal gradient-flow time of the checkpoint"
-    ds["time"].attrs["long_name"] = "gradient-flow time reached"
+    schema.annotate("mechanism", ds)
     ds.attrs.update(
         {
             "featurefate_version": featurefate.__version__,

@@ -38,6 +38,7 @@ import xarray as xr
 
 import featurefate
 from featurefate import _validation as v
+from featurefate import schema
 from featurefate._jax import jax
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.relu_training import (
@@ -342,12 +343,13 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
     T_mean, T_se = mean_and_stderr(error_scratch - error_linear)
 
     inst = ("instance",)
+    t_linear = schema.transferability_name("linear")
     data = {
-        "error_scratch": (inst, error_scratch),
-        "error_linear": (inst, error_linear),
-        "error_pretrain": (inst, pre.loss),
-        "transferability_linear": ((), T_mean),
-        "transferability_linear_stderr": ((), T_se),
+        schema.error_name("scratch"): (inst, error_scratch),
+        schema.error_name("linear"): (inst, error_linear),
+        schema.error_name("pretrain"): (inst, pre.loss),
+        t_linear: ((), T_mean),
+        schema.stderr_name(t_linear): ((), T_se),
         "theory_residual": (inst, np.asarray(residual.orthogonal)),
         "theory_residual_source": (inst, np.asarray(source_residual)),
         "target_norm": (inst, np.asarray(residual.in_span + residual.orthogonal)),
@@ -355,11 +357,8 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
         "kernel_alignment_centered": (inst, alignment[True]),
     }
     for name, res in (("pretrain", pre), ("scratch", sc)):
-        data[f"steps_{name}"] = (inst, res.steps)
-        data[f"converged_{name}"] = (inst, res.converged)
-        data[f"loss_{name}"] = (inst, res.loss)
-        data[f"relative_loss_{name}"] = (inst, res.relative_loss)
-        data[f"sphere_error_{name}"] = (inst, res.sphere_error)
+        for quantity in schema.RELU_DIAGNOSTICS:
+            data[schema.diagnostic_name(quantity, name)] = (inst, getattr(res, quantity))
     kernel_dims = ("test_point", "test_point_2")
     model_kernel, source_kernel = _test_kernels(config, W_pre[0], U[0], kept[0], a_s[0], test_seed)
     data["kernel_model"] = (kernel_dims, model_kernel)
@@ -375,14 +374,7 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
             "n": n,
         },
     )
-    ds["rho"].attrs["long_name"] = "fraction of teacher neurons removed from the source"
-    ds["n"].attrs["long_name"] = "target samples"
-    ds["kernel_model"].attrs["long_name"] = (
-        "pretrained model's feature kernel (1/m) sum_i, instance 0"
-    )
-    ds["kernel_source"].attrs["long_name"] = (
-        "source teacher's feature kernel (1/k_s) sum_j, instance 0"
-    )
+    schema.annotate("relu_phase", ds)
     ds.attrs.update(
         {
             "featurefate_version": featurefate.__version__,
@@ -423,14 +415,15 @@ def _test_kernels(config, W, U, kept, a_s, test_seed):
 def summarize(ds: xr.Dataset) -> dict:
     """Cell summary, JSON-ready: mean errors, transferability, residual, alignment, convergence."""
     out = {"rho": float(ds.rho), "n": int(ds.n)}
-    for name in ("error_scratch", "error_linear", "theory_residual", "kernel_alignment"):
+    names = (schema.error_name("scratch"), schema.error_name("linear"))
+    for name in (*names, "theory_residual", "kernel_alignment"):
         mean, se = mean_and_stderr(ds[name].values)
         out[name] = float(mean)
-        out[f"{name}_stderr"] = float(se)
+        out[schema.stderr_name(name)] = float(se)
     out["transferability_linear"] = float(ds.transferability_linear)
     out["transferability_linear_stderr"] = float(ds.transferability_linear_stderr)
     for stage in STAGES:
-        converged = ds[f"converged_{stage}"].values
-        out[f"converged_{stage}"] = f"{int(converged.sum())}/{converged.size}"
-        out[f"max_steps_{stage}"] = int(ds[f"steps_{stage}"].max())
+        converged = ds[schema.converged_name(stage)].values
+        out[schema.converged_name(stage)] = f"{int(converged.sum())}/{converged.size}"
+        out[f"max_steps_{stage}"] = int(ds[schema.steps_name(stage)].max())
     return out
