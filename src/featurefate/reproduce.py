@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from featurefate import _validation as v
+from featurefate import schema
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.experiments.theory_phase import grid, phase_diagram, phase_stem
 from featurefate.figures.finite_source import plot_finite_source
@@ -392,18 +393,17 @@ def finite_source_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
     out = []
     stopped = xr.zeros_like(sim.transferability_linear, dtype=bool)
     for stage in ("scratch", "pretrain", "finetune"):
-        if f"converged_{stage}" in sim:
-            stopped = stopped | (~sim[f"converged_{stage}"].fillna(True).astype(bool)).any(
-                "instance"
-            )
+        if schema.converged_name(stage) in sim:
+            converged = sim[schema.converged_name(stage)]
+            stopped = stopped | (~converged.fillna(True).astype(bool)).any("instance")
     for method, theory_name in (
         ("linear", "linear"),
         ("finetune", "finetune_paper"),
         ("finetune", "finetune_exact"),
     ):
-        t = sim[f"transferability_{method}"]
-        se = sim[f"transferability_{method}_stderr"]
-        pred = sim[f"theory_transferability_{theory_name}"]
+        t = sim[schema.transferability_name(method)]
+        se = sim[schema.stderr_name(schema.transferability_name(method))]
+        pred = sim[schema.transferability_name(theory_name, theory=True)]
         ok = (np.isfinite(t) & np.isfinite(pred) & ~stopped).values
         within = int((np.abs(t - pred) <= 3 * se + SIGN_ATOL).values[ok].sum())
         clear = ok & (np.abs(t) > np.maximum(2 * se, SIGN_ATOL)).values
@@ -472,9 +472,9 @@ def linear_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
         ("finetune", "finetune_paper"),
         ("finetune", "finetune_exact"),
     ):
-        t = sim[f"transferability_{method}"].values
-        se = sim[f"transferability_{method}_stderr"].values
-        pred = sim[f"theory_transferability_{theory_name}"].values
+        t = sim[schema.transferability_name(method)].values
+        se = sim[schema.stderr_name(schema.transferability_name(method))].values
+        pred = sim[schema.transferability_name(theory_name, theory=True)].values
         ok = np.isfinite(t) & np.isfinite(pred) & converged
         within = int((np.abs(t - pred) <= 3 * se + SIGN_ATOL)[ok].sum())
         skipped = int((np.isfinite(t) & np.isfinite(pred) & ~converged).sum())
@@ -511,7 +511,7 @@ def linear_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
         )
     )
     for stage in ("pretrain", "scratch", "finetune"):
-        conv = sim[f"converged_{stage}"].values.astype(float)
+        conv = sim[schema.converged_name(stage)].values.astype(float)
         out.append(
             KeyNumber(
                 f"{stage}: instances converged to tol",

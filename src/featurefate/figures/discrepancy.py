@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
+from featurefate import schema
 from featurefate.experiments.discrepancy import correlations, grid_name
 from featurefate.figures.phase import _pi_label
 from featurefate.theory.discrepancy import theorem22_family
@@ -77,8 +78,9 @@ def _interval_text(corr, distance, transfer):
 def _scatter_panel(ax, ds, distance, methods, colour_by, cmap, norm, corr, tag):
     notes = []
     for method, _label in methods:
-        name = f"transferability_{method}"
-        stderr = ds[f"{name}_stderr"] if f"{name}_stderr" in ds else xr.zeros_like(ds[name])
+        name = schema.transferability_name(method)
+        se_name = schema.stderr_name(name)
+        stderr = ds[se_name] if se_name in ds else xr.zeros_like(ds[name])
         arrays = xr.broadcast(_cells(ds, distance), ds[name], stderr, ds[colour_by])
         x, y, err, colour = (
             np.asarray(a.transpose(*arrays[0].dims), dtype=np.float64).ravel() for a in arrays
@@ -102,7 +104,7 @@ def _scatter_panel(ax, ds, distance, methods, colour_by, cmap, norm, corr, tag):
 
 def _per_alpha_panel(ax, ds, panel_distances, methods, seed):
     """Spearman's rho with its bootstrap interval at each alpha (or per distance for one alpha)."""
-    names = [f"transferability_{m}" for m, _ in methods]
+    names = [schema.transferability_name(m) for m, _ in methods]
     styles = {names[0]: ("-", "o", None), names[1]: ("--", "^", "white")}
     if _varies(ds, "alpha"):
         corr = correlations(
@@ -213,14 +215,14 @@ def _family_panel(ax, ds, variant, k):
     ]
     if "family_dudley" in ds:
         fk = np.asarray(ds["k"], dtype=float)
-        for name, colour, label in (
-            ("family_dudley", "tab:green", "Dudley, paper's (‖h‖∞ + Lip ≤ 1)"),
-            ("family_dudley_max", "tab:olive", "Dudley, |h| ≤ 1 and Lip ≤ 1"),
+        for norm, colour, label in (
+            ("sum", "tab:green", "Dudley, paper's (‖h‖∞ + Lip ≤ 1)"),
+            ("max", "tab:olive", "Dudley, |h| ≤ 1 and Lip ≤ 1"),
         ):
-            mean = _family_values(ds, name, sigma)
-            se = _family_values(ds, f"{name}_stderr", sigma)
+            mean = _family_values(ds, schema.family_dudley_name(norm), sigma)
+            se = _family_values(ds, schema.family_dudley_name(norm, "stderr"), sigma)
             ax.errorbar(fk, mean, yerr=se, color=colour, marker="s", markersize=3.5, capsize=2)
-            floor = float(_family_values(ds, f"{name}_floor", sigma))
+            floor = float(_family_values(ds, schema.family_dudley_name(norm, "floor"), sigma))
             ax.axhline(floor, color=colour, linestyle=(0, (1, 3)), linewidth=1.0)
             handles.append(Line2D([], [], color=colour, marker="s", label=label + ", samples"))
         handles.append(
@@ -309,7 +311,7 @@ def plot_fig5(
     corr = correlations(
         ds,
         distances=panel_distances,
-        transferabilities=[f"transferability_{m}" for m, _ in methods],
+        transferabilities=[schema.transferability_name(m) for m, _ in methods],
         seed=seed,
     )
     by_alpha = _varies(ds, "alpha")

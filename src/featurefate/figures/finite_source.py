@@ -15,6 +15,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from featurefate import schema
 from featurefate.figures.linear import _scale_note, at_step_limit, sign_markers
 from featurefate.theory import linear as theory
 
@@ -111,10 +112,9 @@ def _config(ds) -> dict:
 
 def _markers(ax, ds, method):
     dims = ("alpha_source", "alpha")
-    t = ds[f"transferability_{method}"]
+    t = ds[schema.transferability_name(method)]
+    se = ds[schema.stderr_name(schema.transferability_name(method))]
     stopped = at_step_limit(ds, ("scratch", "pretrain", "finetune"), dims=dims)
     if stopped is not None:
         stopped = stopped.broadcast_like(t).transpose(*dims)
-    sign_markers(
-        ax, t, ds[f"transferability_{method}_stderr"], stopped, dims=dims, size=34, linewidth=0.6
-    )
+    sign_markers(ax, t, se, stopped, dims=dims, size=34, linewidth=0.6)

@@ -21,6 +21,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from featurefate import schema
 from featurefate.experiments.init_scale import ATOL, first_departure
 from featurefate.figures.phase import _pi_label
 from featurefate.theory.linear import feature_scale, init_feature_edge
@@ -130,7 +131,7 @@ def _scratch_panel(ax, ds: xr.Dataset, cells: list[dict]) -> None:
 def _transfer_panel(ax, ds, cell, method, label, dep: dict) -> None:
     d = _at(ds, cell)
     scales = ds.init_scale.values
-    mean, se = _mean_se(d.error_scratch - d[f"error_{method}"])
+    mean, se = _mean_se(d.error_scratch - d[schema.error_name(method)])
     ax.errorbar(scales, mean, yerr=se, fmt="o", ms=4, capsize=2, color=_SIM, zorder=3)
     handles = [Line2D([], [], ls="", marker="o", color=_SIM, label="simulation ± 1 s.e.")]
     if method == "linear":
@@ -141,7 +142,9 @@ def _transfer_panel(ax, ds, cell, method, label, dep: dict) -> None:
             ("finetune_exact", "-", "theory, corrected endpoint"),
         ]
     for name, ls, text in names:
-        ax.axhline(float(d[f"theory_transferability_{name}"]), color="black", ls=ls, lw=1.2)
+        ax.axhline(
+            float(d[schema.transferability_name(name, theory=True)]), color="black", ls=ls, lw=1.2
+        )
         handles.append(Line2D([], [], color="black", ls=ls, label=text))
     smallest = float(scales.min())
     marks = (

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
+from featurefate import schema
 from featurefate.figures.phase import _pi_label, plot_phase_diagram
 
 SLICE_ANGLES = (np.pi / 8, np.pi / 4, 3 * np.pi / 8)
@@ -51,7 +52,8 @@ def at_step_limit(
     Such a cell's transferability is not its endpoint's. Returns a boolean array over the cell
     dimensions (``dims`` first), or None when ``s`` has no convergence flags.
     """
-    names = [f"converged_{stage}" for stage in stages if f"converged_{stage}" in s]
+    names = [schema.converged_name(stage) for stage in stages]
+    names = [name for name in names if name in s]
     if not names:
         return None
     stopped = sum((~s[name].fillna(True).astype(bool)).any("instance") for name in names)
