@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from featurefate import schema, sweep
 from featurefate.experiments import (
@@ -175,6 +176,16 @@ def test_a_sweep_store_matches_the_schema(tmp_path):
     schema.check("discrepancy", masked)
     with pytest.raises(schema.SchemaError, match="'n' has dtype float64"):
         schema.check("discrepancy", ds.assign(n=ds.n.astype(float)))
+
+
+def test_a_grid_axis_of_integral_floats_is_an_integer_axis():
+    cell = _mechanism()
+    store = xr.concat(
+        [cell.assign_coords(depth=float(depth)) for depth in (2, 3)], dim="depth"
+    )  # what a store of a depth grid reads back: the axis holds the config's floats
+    schema.check("mechanism", store)
+    with pytest.raises(schema.SchemaError, match="'depth' has dtype float64"):
+        schema.check("mechanism", store.assign_coords(depth=[2.0, 2.5]))
 
 
 def test_store_variables_are_the_runners():

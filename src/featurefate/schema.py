@@ -404,37 +404,38 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
                 ridge=ridge,
             ),
         ]
-    theory_methods = (
-        ("linear", "linear transfer, eq. (12)", False),
-        ("ridge", "ridge linear transfer, eqs. (14)-(15)", True),
-        ("finetune_paper", "fine-tuning to the paper's endpoint, eq. (16)", False),
+    theory_methods = (  # method, what, equation of its error, equation of its T, ridge
+        ("linear", "linear transfer", "eq. 12", "eq. 13 in the limit", False),
+        ("ridge", "ridge linear transfer", "eqs. 14-15", "eqs. 14-15", True),
+        ("finetune_paper", "fine-tuning to the paper's endpoint", "eq. 16", "eq. 17", False),
         (
             "finetune_exact",
-            "fine-tuning to the corrected endpoint (docs/theory.md, Fine-tuning)",
+            "fine-tuning to the corrected endpoint",
+            *2 * ("docs/theory.md",),
             False,
         ),
     )
-    for method, text, ridge in theory_methods:
+    for method, text, error_eq, _, ridge in theory_methods:
         dims = ("lam",) if ridge else ()
         out.append(
             var(
                 theory_error_name(method),
                 dims,
                 "f",
-                f"expected error of {text}, exact at the simulated D",
+                f"expected error of {text} ({error_eq}), exact at the simulated D",
                 _SQ,
                 theory=True,
                 ridge=ridge,
             )
         )
-    for method, text, ridge in theory_methods:
+    for method, text, _, t_eq, ridge in theory_methods:
         dims = ("lam",) if ridge else ()
         out.append(
             var(
                 transferability_name(method, theory=True),
                 dims,
                 "f",
-                f"expected transferability T (eq. 7) of {text}, exact at the simulated D",
+                f"expected transferability T (eq. 7) of {text} ({t_eq}), exact at the simulated D",
                 _SQ,
                 theory=True,
                 ridge=ridge,
@@ -721,10 +722,15 @@ def _discrepancy_variables() -> list[Variable]:
                 error_name(method),
                 _INST,
                 "f",
-                f"generalization error |w - beta_t|^2 (eq. 8) of {endpoint[method]}, no training",
+                f"generalization error |w - beta_t|^2 (eq. 8) of {endpoint[method]}; no network trained",
                 _SQ,
             )
         )
+    theory_text = {
+        "linear": "linear transfer, eq. (12)",
+        "finetune_paper": "fine-tuning to the paper's endpoint, eq. (17)",
+        "finetune_exact": "fine-tuning to the corrected endpoint at its typical c (docs/theory.md)",
+    }
     for method in methods[1:]:
         t = transferability_name(method)
         out += [
@@ -740,7 +746,7 @@ def _discrepancy_variables() -> list[Variable]:
                 transferability_name(method, theory=True),
                 (),
                 "f",
-                f"expected T (eq. 7) of {endpoint[method].split(' (')[0]}, exact at D and n / D",
+                f"expected T (eq. 7) of {theory_text[method]}, exact at D and n / D",
                 _SQ,
             ),
         ]
@@ -981,12 +987,17 @@ def annotate(name: str, ds):
     return ds
 
 
-def _kind_matches(expected: str, array) -> bool:
+def _kind_matches(expected: str, array, *, axis: bool) -> bool:
     kind = np.dtype(array.dtype).kind
     if kind == expected:
         return True
+    if kind != "f" or expected not in "ib":
+        return False
+    values = np.asarray(array)
+    if axis:  # a sweep's grid axis holds the config's numbers: integral floats are integers
+        return expected == "i" and bool(np.all(values == np.round(values)))
     # a store masks unfinished cells to NaN, which makes integers and flags floats
-    return kind == "f" and expected in "ib" and bool(np.isnan(np.asarray(array)).any())
+    return bool(np.isnan(values).any())
 
 
 def check(name: str, ds) -> None:
@@ -996,7 +1007,8 @@ def check(name: str, ds) -> None:
     present (those ``only_with`` a dim exactly when ``ds`` has it), with the documented dims in
     order and dtype kind. ``ds`` is one cell (``run_cell``'s result) or a whole sweep: the cell
     axes may then lead any variable's dims, and :data:`STORE_VARIABLES` may be present. A store
-    masks unfinished cells to NaN, so a float with NaN passes where an int or bool is documented.
+    masks unfinished cells to NaN, so a float with NaN passes where an int or bool is documented,
+    and a grid axis holds the config's numbers, so integral floats pass for an integer axis.
 
     Raises
     ------
@@ -1028,7 +1040,8 @@ def check(name: str, ds) -> None:
         expected = var.expected_dims(present)
         if cell != expected or dims[len(leading) :] != cell:
             problems.append(f"{var.name!r} has dims {dims}, the schema says {expected}")
-        if not _kind_matches(var.kind, ds[var.name]):
+        axis = var.name in fam.cell_axes and var.name in present
+        if not _kind_matches(var.kind, ds[var.name], axis=axis):
             problems.append(
                 f"{var.name!r} has dtype {ds[var.name].dtype}, the schema says {KINDS[var.kind]}"
             )
