@@ -216,7 +216,7 @@ _SQ = "squared error"
 _INST = ("instance",)
 
 
-def _var(name, dims, kind, meaning, units, *, optional=(), only_with=None):
+def _var(name, dims, meaning, units=_SQ, *, kind="f", optional=(), only_with=None):
     return Variable(name, tuple(dims), kind, meaning, units, tuple(optional), only_with)
 
 
@@ -230,12 +230,16 @@ def _table(items) -> Mapping[str, Variable]:
 
 
 _INSTANCE = _var(
-    "instance", _INST, "i", "index of the random instance (teachers, data, initialisations)", "1"
+    "instance",
+    _INST,
+    "index of the random instance (teachers, data, initialisations)",
+    "1",
+    kind="i",
 )
-_ALPHA = _var("alpha", (), "f", "samples per dimension alpha = n / D of the target task", "1")
-_THETA = _var("theta", (), "f", "angle theta between the source and target teachers", "radians")
-_SIGMA = _var("sigma", (), "f", "label-noise standard deviation sigma of the target samples", "1")
-_N = _var("n", (), "i", "target training samples n = round(alpha * D)", "samples")
+_ALPHA = _var("alpha", (), "samples per dimension alpha = n / D of the target task", "1")
+_THETA = _var("theta", (), "angle theta between the source and target teachers", "radians")
+_SIGMA = _var("sigma", (), "label-noise standard deviation sigma of the target samples", "1")
+_N = _var("n", (), "target training samples n = round(alpha * D)", "samples", kind="i")
 
 
 def _linear_coords(*, scaled: bool) -> list[Variable]:
@@ -243,7 +247,7 @@ def _linear_coords(*, scaled: bool) -> list[Variable]:
     lam_when = {"only_with": "lam"} if scaled else {}
     coords = [
         _INSTANCE,
-        _var("lam", ("lam",), "f", "ridge penalty of linear transfer, eq. (14)", "1", **lam_when),
+        _var("lam", ("lam",), "ridge penalty of linear transfer, eq. (14)", "1", **lam_when),
         _ALPHA,
         _THETA,
         _SIGMA,
@@ -251,7 +255,6 @@ def _linear_coords(*, scaled: bool) -> list[Variable]:
         _var(
             "alpha_source",
             ("alpha_source",),
-            "f",
             "source samples per dimension n_s / D of finite-source pretraining "
             "(docs/theory.md, Finite source data)",
             "1",
@@ -260,9 +263,9 @@ def _linear_coords(*, scaled: bool) -> list[Variable]:
         _var(
             "n_source",
             ("alpha_source",),
-            "i",
             "source samples n_s = round(alpha_source * D)",
             "samples",
+            kind="i",
             **source,
         ),
     ]
@@ -271,7 +274,6 @@ def _linear_coords(*, scaled: bool) -> list[Variable]:
             _var(
                 "init_scale",
                 ("init_scale",),
-                "f",
                 "init scale gamma of the random Gaussian init (the paper: 1e-5)",
                 "1",
             )
@@ -297,14 +299,14 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
     """``linear_phase``'s variables; with ``scaled``, ``init_scale``'s (an ``init_scale`` dim)."""
     lead = ("init_scale",) if scaled else ()
 
-    def var(name, dims, kind, meaning, units, *, theory=False, source=True, ridge=False):
+    def var(name, dims, meaning, units=_SQ, *, kind="f", theory=False, source=True, ridge=False):
         full = (() if theory else lead) + (("alpha_source",) if source else ()) + tuple(dims)
         return _var(
             name,
             full,
-            kind,
             meaning,
             units,
+            kind=kind,
             optional=("alpha_source",) if source else (),
             only_with="lam" if ridge and scaled else None,
         )
@@ -314,24 +316,19 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
         var(
             error_name("scratch"),
             _INST,
-            "f",
             f"{gen} scratch training (ends at X^+ y, Theorem 3.5)",
-            _SQ,
             source=False,
         ),
         var(
             theory_error_name("scratch"),
             (),
-            "f",
             "expected scratch error at the simulated D, eq. (10) in its exact finite-size form",
-            _SQ,
             theory=True,
             source=False,
         ),
         var(
             endpoint_gap_name("scratch"),
             _INST,
-            "f",
             "|w - X^+ y|: distance of scratch training's endpoint from the min-norm fit (Theorem 3.5)",
             "1",
             source=False,
@@ -341,9 +338,9 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
         var(
             diagnostic_name(q, "scratch"),
             _INST,
-            kind,
             text.format(stage="scratch training"),
             units,
+            kind=kind,
             source=False,
         )
         for q, (kind, text, units) in _LINEAR_DIAGNOSTIC.items()
@@ -352,31 +349,23 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
         var(
             error_name("linear"),
             _INST,
-            "f",
             f"{gen} linear transfer: the last layer refit on the pretrained features above rcond (Theorem 3.7)",
-            _SQ,
         ),
         var(
             error_name("ridge"),
             ("lam", *_INST),
-            "f",
             f"{gen} ridge linear transfer at penalty lam (Theorem 3.8)",
-            _SQ,
             ridge=True,
         ),
         var(
             error_name("finetune"),
             _INST,
-            "f",
             f"{gen} fine-tuning every layer from the pretrained network (Theorem 3.9)",
-            _SQ,
         ),
         var(
             error_name("pretrain"),
             _INST,
-            "f",
             "|w - beta_s|^2: distance of the pretrained network from the source teacher",
-            _SQ,
         ),
     ]
     for method, text, ridge in (
@@ -390,18 +379,11 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
             var(
                 t,
                 dims,
-                "f",
                 f"transferability T = mean of error_scratch - error_{method} over instances (eq. 7), {text}",
-                _SQ,
                 ridge=ridge,
             ),
             var(
-                stderr_name(t),
-                dims,
-                "f",
-                f"standard error of {t} (paired over instances)",
-                _SQ,
-                ridge=ridge,
+                stderr_name(t), dims, f"standard error of {t} (paired over instances)", ridge=ridge
             ),
         ]
     theory_methods = (  # method, what, equation of its error, equation of its T, ridge
@@ -421,9 +403,7 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
             var(
                 theory_error_name(method),
                 dims,
-                "f",
                 f"expected error of {text} ({error_eq}), exact at the simulated D",
-                _SQ,
                 theory=True,
                 ridge=ridge,
             )
@@ -434,9 +414,7 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
             var(
                 transferability_name(method, theory=True),
                 dims,
-                "f",
                 f"expected transferability T (eq. 7) of {text} ({t_eq}), exact at the simulated D",
-                _SQ,
                 theory=True,
                 ridge=ridge,
             )
@@ -445,28 +423,24 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
         var(
             endpoint_gap_name("pretrain"),
             _INST,
-            "f",
             "|w - w_s|: distance of pretraining's endpoint from where it ends as init_scale -> 0 (beta_s, or the source fit X_s^+ y_s)",
             "1",
         ),
         var(
             endpoint_gap_name("linear"),
             _INST,
-            "f",
             "distance of linear transfer's endpoint from its exact gradient-flow endpoint (rank-one refit)",
             "1",
         ),
         var(
             endpoint_gap_name("finetune_paper"),
             _INST,
-            "f",
             "distance of fine-tuning's endpoint from the paper's X^+ y + (I - P) beta_s, eq. (16)",
             "1",
         ),
         var(
             endpoint_gap_name("finetune_exact"),
             _INST,
-            "f",
             "distance of fine-tuning's endpoint from the corrected X^+ y + c (I - P) beta_s (docs/theory.md)",
             "1",
         ),
@@ -476,9 +450,9 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
             var(
                 diagnostic_name(q, stage),
                 _INST,
-                kind,
                 text.format(stage=_LINEAR_STAGE[stage]),
                 units,
+                kind=kind,
             )
             for q, (kind, text, units) in _LINEAR_DIAGNOSTIC.items()
         ]
@@ -486,14 +460,13 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
         var(
             "n_features_linear",
             _INST,
-            "i",
             "pretrained features (singular values above rcond times the largest) linear transfer refits on",
             "features",
+            kind="i",
         ),
         var(
             "pretrained_singular_values",
             (*_INST, "rank"),
-            "f",
             "three largest singular values of the pretrained hidden features (Theorem 3.4: |beta_s|^((L-1)/L), then O(init_scale))",
             "1",
         ),
@@ -503,7 +476,6 @@ def _linear_variables(*, scaled: bool) -> list[Variable]:
             var(
                 "feature_ratio",
                 _INST,
-                "f",
                 "s2 / s1 of the pretrained hidden features (0 in the rank-one theory, Theorem 3.4)",
                 "1",
             )
@@ -556,63 +528,41 @@ def _relu_variables() -> list[Variable]:
     gen = "generalization error |f - f_t|^2, exact from the arc-cosine kernel (eqs. 152-156), of"
     t = transferability_name("linear")
     out = [
-        _var(
-            error_name("scratch"),
-            _INST,
-            "f",
-            f"{gen} scratch training on the n target samples",
-            _SQ,
-        ),
+        _var(error_name("scratch"), _INST, f"{gen} scratch training on the n target samples"),
         _var(
             error_name("linear"),
             _INST,
-            "f",
             f"{gen} linear transfer: kernel ridge refit of the output weights on the pretrained features (eq. 21)",
-            _SQ,
         ),
         _var(
             error_name("pretrain"),
             _INST,
-            "f",
             "final population loss |f - f_s|^2 of pretraining on the source",
-            _SQ,
         ),
         _var(
-            t,
-            (),
-            "f",
-            "transferability T = mean of error_scratch - error_linear over instances (eq. 7)",
-            _SQ,
+            t, (), "transferability T = mean of error_scratch - error_linear over instances (eq. 7)"
         ),
-        _var(stderr_name(t), (), "f", f"standard error of {t} (paired over instances)", _SQ),
+        _var(stderr_name(t), (), f"standard error of {t} (paired over instances)"),
         _var(
             "theory_residual",
             _INST,
-            "f",
             "|P_perp f_t|^2: the target outside the pretrained features' span, linear transfer's floor (eqs. 158-159)",
-            _SQ,
         ),
         _var(
             "theory_residual_source",
             _INST,
-            "f",
             "|P_perp f_s|^2 of the source (0 when pretraining has learned it; a check)",
-            _SQ,
         ),
-        _var(
-            "target_norm", _INST, "f", "|f_t|^2: squared norm of the target teacher's function", _SQ
-        ),
+        _var("target_norm", _INST, "|f_t|^2: squared norm of the target teacher's function"),
         _var(
             "kernel_alignment",
             _INST,
-            "f",
             "alignment of the pretrained model's feature kernel with the source teacher's, exact (Fig. 4a-b)",
             "1",
         ),
         _var(
             "kernel_alignment_centered",
             _INST,
-            "f",
             "centred kernel alignment of the pretrained model with the source teacher, exact",
             "1",
         ),
@@ -620,7 +570,11 @@ def _relu_variables() -> list[Variable]:
     for stage in ("pretrain", "scratch"):
         out += [
             _var(
-                diagnostic_name(q, stage), _INST, kind, text.format(stage=_RELU_STAGE[stage]), units
+                diagnostic_name(q, stage),
+                _INST,
+                text.format(stage=_RELU_STAGE[stage]),
+                units,
+                kind=kind,
             )
             for q, (kind, text, units) in _RELU_DIAGNOSTIC.items()
         ]
@@ -629,14 +583,12 @@ def _relu_variables() -> list[Variable]:
         _var(
             "kernel_model",
             kernel,
-            "f",
             "pretrained model's feature kernel (1/m) sum_i relu(w_i.x) relu(w_i.x') on the test points, instance 0 (Fig. 4a)",
             "1",
         ),
         _var(
             "kernel_source",
             kernel,
-            "f",
             "source teacher's feature kernel (1/k_s) sum_j over its kept neurons, on the test points, instance 0 (Fig. 4b)",
             "1",
         ),
@@ -653,18 +605,21 @@ _RELU_PHASE = Family(
     _table(
         [
             _INSTANCE,
-            _var("test_point", ("test_point",), "i", _TEST_POINT, "1"),
+            _var("test_point", ("test_point",), _TEST_POINT, "1", kind="i"),
             _var(
-                "test_point_2", ("test_point_2",), "i", _TEST_POINT + " (second kernel axis)", "1"
+                "test_point_2",
+                ("test_point_2",),
+                _TEST_POINT + " (second kernel axis)",
+                "1",
+                kind="i",
             ),
             _var(
                 "rho",
                 (),
-                "f",
                 "fraction rho of the target's teacher neurons removed from the source (eqs. 19-20)",
                 "1",
             ),
-            _var("n", (), "i", "target training samples n", "samples"),
+            _var("n", (), "target training samples n", "samples", kind="i"),
         ]
     ),
     _table(_relu_variables()),
@@ -685,13 +640,10 @@ def _discrepancy_variables() -> list[Variable]:
         _var(
             "theory_kl",
             (),
-            "f",
             "KL(p_s || p_t) between the Gaussian joints, closed form |beta_s - beta_t|^2 / (2 sigma^2)",
             "nats",
         ),
-        _var(
-            "theory_w2", (), "f", "W2(p_s, p_t) between the Gaussian joints, Bures closed form", "1"
-        ),
+        _var("theory_w2", (), "W2(p_s, p_t) between the Gaussian joints, Bures closed form", "1"),
     ]
     for subspace, where in (
         (False, "n_samples draws of each joint in all D + 1 coordinates"),
@@ -704,7 +656,6 @@ def _discrepancy_variables() -> list[Variable]:
                 _var(
                     sample_distance_name(distance, subspace=subspace),
                     _INST,
-                    "f",
                     f"{sample_text[distance]}{between} {where}",
                     units,
                 )
@@ -721,9 +672,7 @@ def _discrepancy_variables() -> list[Variable]:
             _var(
                 error_name(method),
                 _INST,
-                "f",
                 f"generalization error |w - beta_t|^2 (eq. 8) of {endpoint[method]}; no network trained",
-                _SQ,
             )
         )
     theory_text = {
@@ -737,17 +686,13 @@ def _discrepancy_variables() -> list[Variable]:
             _var(
                 t,
                 (),
-                "f",
                 f"transferability T = mean of error_scratch - error_{method} over instances (eq. 7)",
-                _SQ,
             ),
-            _var(stderr_name(t), (), "f", f"standard error of {t} (paired over instances)", _SQ),
+            _var(stderr_name(t), (), f"standard error of {t} (paired over instances)"),
             _var(
                 transferability_name(method, theory=True),
                 (),
-                "f",
                 f"expected T (eq. 7) of {theory_text[method]}, exact at D and n / D",
-                _SQ,
             ),
         ]
     family = {"only_with": "k"}
@@ -757,11 +702,10 @@ def _discrepancy_variables() -> list[Variable]:
             f"{dudley[key]} between the Theorem 2.2 joints (beta_t = -k beta_s), plug-in on (u, y)"
         )
         out += [
-            _var(name, ("k",), "f", f"{text}, replicate mean", "1", **family),
+            _var(name, ("k",), f"{text}, replicate mean", "1", **family),
             _var(
                 family_dudley_name(norm, "stderr"),
                 ("k",),
-                "f",
                 f"standard error of {name} over replicates",
                 "1",
                 **family,
@@ -769,7 +713,6 @@ def _discrepancy_variables() -> list[Variable]:
             _var(
                 family_dudley_name(norm, "floor"),
                 (),
-                "f",
                 f"{name} between two samples of the source law: the plug-in's bias (population value 0)",
                 "1",
                 **family,
@@ -789,13 +732,12 @@ _DISCREPANCY = Family(
             _INSTANCE,
             _ALPHA,
             _THETA,
-            _var("target_norm", (), "f", "|beta_t|: norm of the target teacher", "1"),
-            _var("sigma", (), "f", "label-noise standard deviation sigma of both tasks", "1"),
+            _var("target_norm", (), "|beta_t|: norm of the target teacher", "1"),
+            _var("sigma", (), "label-noise standard deviation sigma of both tasks", "1"),
             _N,
             _var(
                 "k",
                 ("k",),
-                "f",
                 "scale k of the Theorem 2.2 targets beta_t = -k beta_s",
                 "1",
                 only_with="k",
@@ -819,12 +761,11 @@ _MECHANISM = Family(
             _var(
                 "checkpoint",
                 ("checkpoint",),
-                "f",
                 "nominal gradient-flow time of the checkpoint (0: the init)",
                 "flow time",
             ),
-            _var("rank", ("rank",), "i", "rank of the singular value, 1 the largest", "1"),
-            _var("depth", (), "i", "network depth L", "layers"),
+            _var("rank", ("rank",), "rank of the singular value, 1 the largest", "1", kind="i"),
+            _var("depth", (), "network depth L", "layers", kind="i"),
         ]
     ),
     _table(
@@ -832,54 +773,46 @@ _MECHANISM = Family(
             _var(
                 "singular_values",
                 (*_PATH, "rank"),
-                "f",
                 "largest singular values of the hidden features W_{L-1}...W_1 (Theorem 3.4)",
                 "1",
             ),
             _var(
                 "feature_alignment",
                 _PATH,
-                "f",
                 "|v_1 . beta_s| / |beta_s|: the hidden features' top right singular vector against the source",
                 "1",
             ),
             _var(
                 "layer_alignment",
                 _PATH,
-                "f",
                 "min over l of ||W_{l+1} W_l||_F / (||W_{l+1}||_F ||W_l||_F): 1 when adjacent layers align",
                 "1",
             ),
-            _var("loss", _PATH, "f", "population pretraining loss |w - beta_s|^2", _SQ),
+            _var("loss", _PATH, "population pretraining loss |w - beta_s|^2"),
             _var(
                 "time",
                 _PATH,
-                "f",
                 "gradient-flow time reached (the first step past the checkpoint)",
                 "flow time",
             ),
-            _var("steps", _PATH, "i", "gradient steps taken so far", "steps"),
-            _var(
-                "drift", _PATH, "f", "largest change of the conserved quantities (35) so far", "1"
-            ),
+            _var("steps", _PATH, "gradient steps taken so far", "steps", kind="i"),
+            _var("drift", _PATH, "largest change of the conserved quantities (35) so far", "1"),
             _var(
                 "converged",
                 _INST,
-                "b",
                 "pretraining reached its loss tolerance (False: stopped by max_steps)",
                 "flag",
+                kind="b",
             ),
             _var(
                 "theory_feature_scale",
                 (),
-                "f",
                 "|beta_s|^((L-1)/L): the top singular value Theorem 3.4 predicts",
                 "1",
             ),
             _var(
                 "theory_init_edge",
                 (),
-                "f",
                 "c_L gamma^(L-1): the largest singular value of the hidden features at the init",
                 "1",
             ),
@@ -896,13 +829,9 @@ _THEORY_PHASE = Family(
     (),
     _table(
         [
-            _var("alpha", ("alpha",), "f", "samples per dimension alpha = n / D", "1"),
+            _var("alpha", ("alpha",), "samples per dimension alpha = n / D", "1"),
             _var(
-                "theta",
-                ("theta",),
-                "f",
-                "angle theta between the source and target teachers",
-                "radians",
+                "theta", ("theta",), "angle theta between the source and target teachers", "radians"
             ),
         ]
     ),
@@ -911,23 +840,13 @@ _THEORY_PHASE = Family(
             _var(
                 "theory_transferability",
                 ("alpha", "theta"),
-                "f",
                 "expected transferability T = R_scratch - R_transfer (eq. 7) of the method",
-                _SQ,
             ),
-            _var(
-                "theory_scratch_error",
-                ("alpha",),
-                "f",
-                "expected scratch-training error, eq. (10)",
-                _SQ,
-            ),
+            _var("theory_scratch_error", ("alpha",), "expected scratch-training error, eq. (10)"),
             _var(
                 "theory_transfer_error",
                 ("alpha", "theta"),
-                "f",
                 "expected error of the transferred model: eq. (12), (14)-(15) or (16) by method",
-                _SQ,
             ),
         ]
     ),
@@ -943,12 +862,15 @@ FAMILIES = tuple(_SCHEMA)
 STORE_VARIABLES = _table(
     [
         _var(
-            "done", (), "b", "the cell's values are complete (the others read back as NaN)", "flag"
+            "done",
+            (),
+            "the cell's values are complete (the others read back as NaN)",
+            "flag",
+            kind="b",
         ),
         _var(
             "cell_wall_time",
             (),
-            "f",
             "seconds the worker spent in run_cell (a measurement, not a result)",
             "s",
         ),
