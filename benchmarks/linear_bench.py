@@ -87,7 +87,8 @@ def engine_runner(stats, lr, steps, params, *, semi_implicit=False):
     if isinstance(params, RankOneParams):
         state, _, constants = tr._rotate_in(params, stats)
         return lambda: tr._run_chunk_rank_one(state, constants, *args, **flags)[0]
-    return lambda: tr._run_chunk(params, stats, *args, **flags)[0]
+    params, stats, null_norm2 = tr._rotate_dense_in(params, stats)
+    return lambda: tr._run_chunk(params, stats, null_norm2, *args, **flags)[0]
 
 
 def main():
