@@ -14,6 +14,12 @@ its eigendecomposition :math:`S = V^\top \mathrm{diag}(\lambda) V` on its range,
 data enter only through V, :math:`\lambda` and b), and the gradient is taken through the
 end-to-end vector, never through the data.
 
+Dense layers (the ``random`` and ``balanced`` inits) train with their first layer's inputs in
+S's eigenbasis (:func:`_rotate_dense_in`: S is then diagonal and a step needs no product with
+V), and with their rank-one updates deferred (:class:`_Deferred`): a step reads each layer once
+from each side and writes none of it; the updates are folded in every :data:`BLOCK` steps. This
+is memory-bound work at the machine's bandwidth (``benchmarks/linear_bench.py``).
+
 Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_one"``) are
 trained by a second engine that takes the same steps in O(D): in the eigenbasis of S only the
 first layer's factor and the amplitudes move, and every quantity of the dense step (loss,
