@@ -87,7 +87,8 @@ def engine_runner(stats, lr, steps, params, *, semi_implicit=False):
     if isinstance(params, RankOneParams):
         state, _, constants = tr._rotate_in(params, stats)
         return lambda: tr._run_chunk_rank_one(state, constants, *args, **flags)[0]
-    return lambda: tr._run_chunk(params, stats, *args, **flags)[0]
+    params, stats, null_norm2 = tr._rotate_dense_in(params, stats)
+    return lambda: tr._run_chunk(params, stats, null_norm2, *args, **flags)[0]
 
 
 def main():
@@ -113,11 +114,12 @@ def main():
     print()
 
     header = (
-        f"{'alpha':>5} {'rank-one ms':>11} {'dense ms':>8} {'plain ms':>8} "
+        f"{'alpha':>5} {'rank-one ms':>11} {'dense ms':>8} {'dense-SI ms':>11} {'plain ms':>8} "
         f"{'plain/rank-one':>14} {'plain/dense':>11} "
-        f"{'rank-one roof':>13} {'dense roof':>10} {'plain roof':>10}"
+        f"{'rank-one roof':>13} {'dense roof':>10} {'dense-SI roof':>13} {'plain roof':>10}"
     )
     print("(a, b) per step at equal step size and count (fine-tuning loss of the target sample)")
+    print("      dense: explicit steps; dense-SI: semi-implicit (conjugate gradients added)")
     print(header)
     key = jax.random.PRNGKey(0)
     steps = args.per_step_steps
@@ -130,24 +132,27 @@ def main():
         chain = transfer._init_batch(key, k, dim, 2, 1e-2, "rank_one")
         rank_one = engine_runner(stats, 1e-3, 100 * steps, chain)
         dense = engine_runner(stats, 1e-3, steps, dense_params)
+        dense_si = engine_runner(stats, 1e-3, steps, dense_params, semi_implicit=True)
         plain = plain_runner(1e-3, steps)
         X, y = jnp.asarray(inst.X), jnp.asarray(inst.y)
-        jax.block_until_ready((rank_one(), dense(), plain(dense_params, X, y)))  # compile
+        jax.block_until_ready((rank_one(), dense(), dense_si(), plain(dense_params, X, y)))
         t_rank_one = best_of(rank_one, repeats=10) / (100 * steps)  # 0.1 s each: noisy
         t_dense = best_of(dense) / steps
+        t_dense_si = best_of(dense_si) / steps
         t_plain = best_of(lambda f=plain, p=dense_params, X=X, y=y: f(p, X, y)) / steps
         plain_per_step[alpha] = t_plain
         # rank-one: read z and the two constant vectors (eigenvalues, b), write z: 4 K D floats
         rank_one_floor = 4 * k * dim * 8 / bandwidth
-        # dense: the (D, D) layer must at least be read and written once per step
-        dense_floor = 2 * layer_bytes / bandwidth
+        # dense: the moving part of the first layer, (D, min(n, D)) in S's eigenbasis, must at
+        # least be read and written once per step (as every plain gradient step does)
+        dense_floor = 2 * layer_bytes * min(n, dim) / dim / bandwidth
         # plain: forward X W^T and the weight gradient X^T (delta W_2), 2 n D^2 flops each
         plain_floor = 2 * 2 * n * dim * dim * k / flops
         print(
-            f"{alpha:5.2f} {1e3 * t_rank_one:11.3f} {1e3 * t_dense:8.2f} {1e3 * t_plain:8.2f} "
-            f"{t_plain / t_rank_one:13.0f}x {t_plain / t_dense:10.1f}x "
+            f"{alpha:5.2f} {1e3 * t_rank_one:11.3f} {1e3 * t_dense:8.2f} {1e3 * t_dense_si:11.2f} "
+            f"{1e3 * t_plain:8.2f} {t_plain / t_rank_one:13.0f}x {t_plain / t_dense:10.1f}x "
             f"{rank_one_floor / t_rank_one:13.0%} {dense_floor / t_dense:10.0%} "
-            f"{plain_floor / t_plain:10.0%}"
+            f"{dense_floor / t_dense_si:13.0%} {plain_floor / t_plain:10.0%}"
         )
     print()
 

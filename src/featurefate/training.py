@@ -14,6 +14,12 @@ its eigendecomposition :math:`S = V^\top \mathrm{diag}(\lambda) V` on its range,
 data enter only through V, :math:`\lambda` and b), and the gradient is taken through the
 end-to-end vector, never through the data.
 
+Dense layers (the ``random`` and ``balanced`` inits) train with their first layer's inputs in
+S's eigenbasis (:func:`_rotate_dense_in`: S is then diagonal and a step needs no product with
+V), and with their rank-one updates deferred (:class:`_Deferred`): a step reads each layer once
+from each side and writes none of it; the updates are folded in every :data:`BLOCK` steps. This
+is memory-bound work at the machine's bandwidth (``benchmarks/linear_bench.py``).
+
 Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_one"``) are
 trained by a second engine that takes the same steps in O(D): in the eigenbasis of S only the
 first layer's factor and the amplitudes move, and every quantity of the dense step (loss,
@@ -290,10 +296,55 @@ def curvature_bound(norms2, grad_w_norm, lam_max):
     return gauss_newton + residual
 
 
+class _Deferred(NamedTuple):
+    r"""A layer with its latest updates kept aside: :math:`W = W_0 - A^\top B`.
+
+    The dense engine takes rank-one steps :math:`W \leftarrow W - \mathrm{lr}\, u v^\top`; written
+    into W at once, every step reads and writes the whole (D, D) layer. Kept aside as rows
+    :math:`\mathrm{lr}\, u` of A and :math:`v` of B (``BLOCK`` of them) and folded into :math:`W_0` once per block, a step only reads
+    :math:`W_0` (twice: one product on each side) and the update costs O(D ``BLOCK``).
+    """
+
+    base: jax.Array
+    left: jax.Array
+    right: jax.Array
+
+
+BLOCK = 32
+"""Steps of the dense engine between folds of the deferred updates (:class:`_Deferred`)."""
+
+
+def _mv(layer, x):
+    """:math:`W x` for a plain or a :class:`_Deferred` layer."""
+    if isinstance(layer, _Deferred):
+        return layer.base @ x - (layer.right @ x) @ layer.left
+    return layer @ x
+
+
+def _vm(x, layer):
+    """:math:`x^\top W` for a plain or a :class:`_Deferred` layer."""
+    if isinstance(layer, _Deferred):
+        return x @ layer.base - (layer.left @ x) @ layer.right
+    return x @ layer
+
+
+def _upstream(params):
+    """:func:`featurefate.nets.linear.upstream_rows` for plain or :class:`_Deferred` layers."""
+    depth = len(params)
+    ups = [None] * depth
+    top = params[-1]
+    ups[-1] = jnp.ones((1,), dtype=(top.base if isinstance(top, _Deferred) else top).dtype)
+    row = _vm(ups[-1], top)
+    for i in range(depth - 2, -1, -1):
+        ups[i] = row
+        row = _vm(row, params[i])
+    return tuple(ups), row
+
+
 def _downstream(params, grad_w):
     downs = [grad_w]
     for i in range(1, len(params)):
-        downs.append(params[i - 1] @ downs[-1])
+        downs.append(_mv(params[i - 1], downs[-1]))
     return downs
 
 
@@ -330,11 +381,11 @@ def _kernel_rest(params, ups, x):
     depth = len(params)
     phis = [x]
     for layer in params[: depth - 1]:
-        phis.append(layer @ phis[-1])
+        phis.append(_mv(layer, phis[-1]))
     acc = (ups[-1] @ ups[-1]) * phis[-1]
     for i in range(depth - 1, 1, -1):
-        acc = acc @ params[i - 1] + (ups[i - 1] @ ups[i - 1]) * phis[i - 1]
-    return acc @ params[0]
+        acc = _vm(acc, params[i - 1]) + (ups[i - 1] @ ups[i - 1]) * phis[i - 1]
+    return _vm(acc, params[0])
 
 
 CG_TOL = 1e-10
@@ -433,16 +484,17 @@ def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, rule, *,
     return jnp.where(active, lr, 0.0), active
 
 
-def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min, active, rule, *,
-              fixed, capped, semi_implicit):  # fmt: skip
+def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, loss_min, active,
+              rule, *, fixed, capped, semi_implicit):  # fmt: skip
     r"""One step of one dense network; frozen where ``active`` is False.
 
     Explicit: :math:`W_l \leftarrow W_l - \mathrm{lr}\, u_l v_l^\top` with the factors of
     :func:`layer_gradients`. Semi-implicit: the same with g replaced by
-    :func:`_dense_direction`. ``ups`` and ``w`` (the forward pass of ``params``) come in with
-    the parameters and the new ones go out with the updated parameters, so that the update of
-    each layer and the forward product through it are one pass over its weights. The squared
-    layer norms are carried along and updated in closed form,
+    :func:`_dense_direction`. The layers are :class:`_Deferred`: the update goes into row
+    ``slot`` of their deferred factors, so that a step reads each layer twice (the downstream
+    and the upstream products) and writes none of it. ``ups`` and ``w`` (the forward pass of
+    ``params``) come in with the parameters and the new ones go out with the updated
+    parameters. The squared layer norms are carried along and updated in closed form,
     :math:`\|W - \eta u v^\top\|^2 = \|W\|^2 - 2\eta\, u^\top W v + \eta^2 |u|^2 |v|^2`,
     so the step size costs no extra pass either.
     """
@@ -463,11 +515,17 @@ def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min,
     rows_below = [w, *ups[: depth - 1]]
     new_params, new_norms2 = [], []
     for i in range(depth):
-        up, down = ups[i], downs[i]
+        up, down, layer = ups[i], downs[i], params[i]
         cross = rows_below[i] @ down
         new_norms2.append(norms2[i] - 2.0 * lr * cross + lr**2 * (up @ up) * (down @ down))
-        new_params.append(params[i] - lr * up[:, None] * down[None, :])
-    new_ups, new_w = upstream_rows(new_params)
+        new_params.append(
+            _Deferred(
+                layer.base,
+                layer.left.at[slot].set(lr * up),
+                layer.right.at[slot].set(down),
+            )
+        )
+    new_ups, new_w = _upstream(new_params)
     return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss_min + excess, active
 
 
@@ -503,29 +561,106 @@ def _eigen_constants(stats):
     return stats.V, stats.lam, _inverse(stats.lam), b_rot
 
 
+def _defer(layer):
+    """A plain layer as a :class:`_Deferred` one with no update aside (batched)."""
+    k, rows, cols = layer.shape
+    return _Deferred(
+        layer, jnp.zeros((k, BLOCK, rows), layer.dtype), jnp.zeros((k, BLOCK, cols), layer.dtype)
+    )
+
+
+def _fold(layer):
+    """:math:`W_0 - A^\top B` of a batched :class:`_Deferred` layer, as a plain layer."""
+    return layer.base - jnp.einsum("kjr,kjc->krc", layer.left, layer.right)
+
+
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, rule, *, fixed,
-               capped, semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
+def _run_chunk(params, stats, null_norm2, active, steps, time, max_steps, max_time, length, rule,
+               *, fixed, capped, semi_implicit):  # fmt: skip
+    """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks.
+
+    In blocks of :data:`BLOCK` steps: within a block the layers are :class:`_Deferred`, their
+    bases constant (so never copied); between blocks the deferred updates are folded in.
+    ``null_norm2`` is added to the first layer's squared norm: the part of it that
+    :func:`_rotate_dense_in` set aside (zeros where nothing was).
+    """
     V, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
     one = jax.vmap(
         partial(_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit),
-        in_axes=(0, 0, 0, 0, None if V is None else 0, 0, 0, 0, 0, 0, 0),
+        in_axes=(0, 0, 0, 0, None, None if V is None else 0, 0, 0, 0, 0, 0, 0),
     )
     constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
-    def step(state, can_go):
-        *state, lr, loss, moved = one(*state, *constants, can_go)
-        return tuple(state), lr, loss, moved
+    def going(active, steps, time):
+        return active & (steps < max_steps) & (time < max_time)
+
+    def block(carry):
+        bases, norms2, ups, w, active, steps, time, _, count = carry
+
+        def step(state, can_go):
+            factors, norms2, ups, w, slot = state
+            layers = tuple(_Deferred(base, *f) for base, f in zip(bases, factors, strict=True))
+            layers, norms2, ups, w, lr, loss, moved = one(
+                layers, norms2, ups, w, slot, *constants, can_go
+            )
+            factors = tuple((layer.left, layer.right) for layer in layers)
+            return (factors, norms2, ups, w, slot + 1), lr, loss, moved
+
+        factors = tuple(_defer(base)[1:] for base in bases)
+        state = (factors, norms2, ups, w, jnp.int32(0))
+        state, active, steps, time, loss = _loop(
+            step, state, active, steps, time, max_steps, max_time,
+            jnp.minimum(BLOCK, length - count),
+        )  # fmt: skip
+        factors, norms2, ups, w, slot = state
+        bases = tuple(_fold(_Deferred(base, *f)) for base, f in zip(bases, factors, strict=True))
+        return bases, norms2, ups, w, active, steps, time, loss, count + slot
+
+    def more(carry):
+        *_, active, steps, time, _, count = carry
+        return (count < length) & jnp.any(going(active, steps, time))
 
     # exact norms at the start of every chunk; tracked in closed form within it
     norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
+    norms2 = (norms2[0] + null_norm2, *norms2[1:])
     ups, w = jax.vmap(upstream_rows)(params)
-    state = (params, norms2, ups, w)
-    state, active, steps, time, loss = _loop(
-        step, state, active, steps, time, max_steps, max_time, length
+    carry = (tuple(params), norms2, ups, w, active, steps, time, jnp.full(active.shape, jnp.inf), 0)
+    params, _, _, _, active, steps, time, loss, _ = jax.lax.while_loop(more, block, carry)
+    return params, active, steps, time, loss
+
+
+def _rotate_dense_in(params, stats: Statistics):
+    r"""Dense networks and their losses with the first layer's inputs in S's eigenbasis.
+
+    The gradient of the first layer is :math:`u_1 g^\top` with g in the range of S, so only
+    :math:`W_1 V^\top` (r columns) moves; its part on the null space of S is constant and
+    enters only through the layer's norm, returned as ``null_norm2``. In these coordinates S is
+    diagonal and the dense step needs no product with V: it runs on
+    ``(params_rot, stats_rot, null_norm2)``. Population losses (``V = None``) are returned as
+    they are.
+    """
+    k = stats.b.shape[0]
+    if stats.V is None:
+        return params, stats, jnp.zeros(k)
+    first = jnp.einsum("khd,krd->khr", params[0], stats.V)
+    null_norm2 = jnp.maximum(
+        jnp.sum(params[0] ** 2, axis=(1, 2)) - jnp.sum(first**2, axis=(1, 2)), 0.0
     )
-    return state[0], active, steps, time, loss
+    _, _, _, b_rot = _eigen_constants(stats)
+    stats_rot = stats._replace(b=b_rot, V=None)
+    return (first, *params[1:]), stats_rot, null_norm2
+
+
+def _rotate_dense_out(params_rot, start_rot, start, stats: Statistics):
+    """The dense networks in the input coordinates again (:func:`_rotate_dense_in`).
+
+    The first layer gets the change of its rotated part, rotated back:
+    :math:`W_1 + (W_1' - W_1) V`, its null-space part untouched.
+    """
+    if stats.V is None:
+        return params_rot
+    first = start[0] + jnp.einsum("khr,krd->khd", params_rot[0] - start_rot[0], stats.V)
+    return (first, *params_rot[1:])
 
 
 def _others(amplitudes):
@@ -745,11 +880,12 @@ def train(
         def run_chunk(state, *args, **kwargs):
             return _run_chunk_rank_one(state, constants, *args, **kwargs)
     else:
-        state = params
+        state, stats_rot, null_norm2 = _rotate_dense_in(params, stats)
+        start_rot = state
         excess_start = np.asarray(_batched_excess(params, stats))
 
         def run_chunk(state, *args, **kwargs):
-            return _run_chunk(state, stats, *args, **kwargs)
+            return _run_chunk(state, stats_rot, null_norm2, *args, **kwargs)
 
     loss_start = np.asarray(stats.loss_min) + excess_start
     active = jnp.ones(k, dtype=bool)
@@ -783,7 +919,7 @@ def train(
         excess = np.asarray(_rank_one_batched_excess(state, constants))
         new_params = _rotate_out(state, s_perp, stats)
     else:
-        new_params = state
+        new_params = _rotate_dense_out(state, start_rot, params, stats)
         excess = np.asarray(_batched_excess(new_params, stats))
     drift = conserved_drift(params, new_params)
     params = new_params
