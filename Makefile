@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint reproduce bench clean
+.PHONY: venv test test-all lint reproduce bench docs clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,16 @@ lint: venv
 reproduce: venv
 	$(BIN)/featurefate reproduce --out results
 
+# The documentation site (mkdocs.yml, docs/) into site/, failing on any warning.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+$(VENV)/.docs-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $@
+
 bench: venv
 	$(BIN)/python benchmarks/theory_bench.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results site .pytest_cache

@@ -4,7 +4,7 @@ r"""The deep linear transfer experiment of Section 3: one (alpha, theta, sigma) 
 on the source population loss (or, with ``alpha_source``, on ``n_s = alpha_source * dim`` noisy
 source samples from small initialisation, which ends at the source fit :math:`X_s^+ y_s`;
 docs/theory.md, Finite source data), then runs scratch training, linear transfer (and ridge, for each
-``lam``) and fine-tuning, and returns a result dataset (DESIGN.md) with the per-instance errors,
+``lam``) and fine-tuning, and returns a result dataset with the per-instance errors,
 the transferabilities, the theory at the simulated D alongside (both fine-tuning variants), the
 distance of every trained endpoint from its exact gradient-flow endpoint, and the diagnostics.
 """

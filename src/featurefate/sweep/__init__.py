@@ -1,6 +1,6 @@
 """Sweeps over parameter grids: configs, per-cell seeds, executors, the driver and the store.
 
-Data flows one way (DESIGN.md): ``config -> grid -> cells -> executor -> run_cell -> store``.
+Data flows one way (docs/sweeps.md): ``config -> grid -> cells -> executor -> run_cell -> store``.
 The sweep knows nothing about an experiment beyond its ``CELL_AXES`` and ``run_cell``.
 """
 

@@ -1,6 +1,6 @@
 """The result store of a sweep: one Zarr group, written by the driver only, one cell at a time.
 
-Layout (DESIGN.md, "Store")::
+Layout (docs/sweeps.md, "The store")::
 
     STORE/                    a Zarr group; attrs: the sweep config (JSON), version, root seed
       <axis>                  one coordinate per cell axis (alpha, theta, sigma, ...)
