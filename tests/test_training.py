@@ -155,7 +155,9 @@ def test_rank_one_semi_implicit_direction_solves_its_system(depth):
 
 
 def _init(init, count, dim, depth=2, scale=1e-5):
-    return transfer._init_batch(KEY, count, dim, depth, scale, init)
+    return transfer._init_batch(
+        KEY, n_instances=count, dim=dim, depth=depth, init_scale=scale, init=init
+    )
 
 
 @pytest.mark.parametrize(

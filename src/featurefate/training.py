@@ -18,8 +18,8 @@ Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_on
 trained by a second engine that takes the same steps in O(D): in the eigenbasis of S only the
 first layer's factor and the amplitudes move, and every quantity of the dense step (loss,
 gradient norms, step size, stopping rule, semi-implicit direction) is a few sums over D numbers
-(:func:`_rank_one_step`). Both engines share the step rule (:func:`_step_size`) and the loop
-(:func:`_loop`), and take the same iterates on the same chain (tested).
+(:func:`_rank_one_step`). Both engines share the step rule (:func:`_step_size`) and the chunked loop
+(:mod:`featurefate._chunked`), and take the same iterates on the same chain (tested).
 
 The semi-implicit step (``method="semi-implicit"``, the default). Gradient flow moves w as
 :math:`\dot w = -P \nabla_w \mathcal L` with the tangent kernel :math:`P = J J^\top`,
@@ -90,13 +90,16 @@ such. A non-finite or exploding loss raises :class:`TrainingDivergedError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from featurefate import _validation as v
+from featurefate._chunked import Divergence, Limits, drive, step_loop
+from featurefate._chunked import TrainingDivergedError as TrainingDivergedError  # public here
 from featurefate._jax import jax, jnp
 from featurefate.estimators import resolvable, thin_svd
 from featurefate.nets.linear import (
@@ -112,10 +115,6 @@ from featurefate.nets.linear import (
 
 METHODS = ("semi-implicit", "explicit")
 """How :func:`train` steps the flow (module docstring)."""
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Gradient descent blew up: the step size is too large for the problem."""
 
 
 class Statistics(NamedTuple):
@@ -169,6 +168,11 @@ def empirical_statistics(X, y, *, svd=None):
         ``thin_svd(X)``.
     """
     X, y = v.data(X, y, batched=True)
+    return _statistics(X, y, svd=svd)
+
+
+def _statistics(X, y, *, svd=None) -> Statistics:
+    """:func:`empirical_statistics` of validated float64 arrays."""
     n = X.shape[1]
     _, sv, Vt = thin_svd(X) if svd is None else svd
     b = np.einsum("knd,kn->kd", X, y) / n
@@ -471,32 +475,6 @@ def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min,
     return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss_min + excess, active
 
 
-def _loop(step, state, active, steps, time, max_steps, max_time, length):
-    """Up to ``length`` calls of ``step(state, can_go) -> (state, lr, loss, moved)`` on a batch.
-
-    Counts steps and gradient-flow time per instance; an instance that did not move although it
-    could has converged. The loop ends early once every instance has stopped.
-    """
-
-    def going(active, steps, time):
-        return active & (steps < max_steps) & (time < max_time)
-
-    def cond(carry):
-        _, active, steps, time, _, count = carry
-        return (count < length) & jnp.any(going(active, steps, time))
-
-    def body(carry):
-        state, active, steps, time, _, count = carry
-        can_go = going(active, steps, time)
-        state, lr, loss, moved = step(state, can_go)
-        active = active & ~(can_go & ~moved)
-        return state, active, steps + moved, time + lr, loss, count + 1
-
-    carry = (state, active, steps, time, jnp.full(active.shape, jnp.inf), 0)
-    state, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
-    return state, active, steps, time, loss
-
-
 def _eigen_constants(stats):
     """``(V, lam, 1/lam, b in the eigenbasis)`` of a batch of statistics."""
     b_rot = stats.b if stats.V is None else jnp.einsum("krd,kd->kr", stats.V, stats.b)
@@ -504,9 +482,9 @@ def _eigen_constants(stats):
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, rule, *, fixed,
-               capped, semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks."""
+def _dense_chunk(params, counters, limits, *, stats, rule, fixed, capped, semi_implicit):
+    """Up to ``limits.length`` steps of :func:`_one_step` on a batch of dense networks
+    (:func:`featurefate._chunked.step_loop`)."""
     V, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
     one = jax.vmap(
         partial(_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit),
@@ -514,7 +492,7 @@ def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, 
     )
     constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
-    def step(state, can_go):
+    def step(state, can_go, steps):
         *state, lr, loss, moved = one(*state, *constants, can_go)
         return tuple(state), lr, loss, moved
 
@@ -522,10 +500,8 @@ def _run_chunk(params, stats, active, steps, time, max_steps, max_time, length, 
     norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
     ups, w = jax.vmap(upstream_rows)(params)
     state = (params, norms2, ups, w)
-    state, active, steps, time, loss = _loop(
-        step, state, active, steps, time, max_steps, max_time, length
-    )
-    return state[0], active, steps, time, loss
+    state, counters, loss = step_loop(step, state, counters, limits)
+    return state[0], counters, loss
 
 
 def _others(amplitudes):
@@ -597,18 +573,18 @@ def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min,
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, length, rule,
-                        *, fixed, capped, semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
+def _rank_one_chunk(state, counters, limits, *, constants, rule, fixed, capped, semi_implicit):
+    """Up to ``limits.length`` steps of :func:`_rank_one_step` on a batch; the twin of
+    :func:`_dense_chunk`."""
     one = jax.vmap(
         partial(_rank_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit)
     )
 
-    def step(state, can_go):
+    def step(state, can_go, steps):
         z, amplitudes, lr, loss, moved = one(*state, *constants, can_go)
         return (z, amplitudes), lr, loss, moved
 
-    return _loop(step, state, active, steps, time, max_steps, max_time, length)
+    return step_loop(step, state, counters, limits)
 
 
 @jax.jit
@@ -708,6 +684,33 @@ def train(
     TrainingDivergedError
         If a loss becomes non-finite or grows a thousandfold.
     """
+    plan = _plan(
+        count=stats.b.shape[0], step_size=step_size, eta=eta, tol=tol, max_steps=max_steps,
+        max_time=max_time, check_every=check_every, max_move=max_move, method=method,
+    )  # fmt: skip
+    return _train(params, stats, plan=plan, progress=progress)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The validated options of :func:`train`, as the engines take them.
+
+    ``rule`` holds the traced numbers of the step rule; ``fixed``, ``capped`` and
+    ``semi_implicit`` are the compile-time flags of the chunk functions; ``knob`` names the step
+    setting in the divergence message.
+    """
+
+    rule: StepRule
+    fixed: bool
+    capped: bool
+    semi_implicit: bool
+    tol: float
+    limits: Limits
+    knob: str
+
+
+def _plan(*, count, step_size, eta, tol, max_steps, max_time, check_every, max_move, method):
+    """Validate :func:`train`'s options (the public boundary) into a :class:`_Plan`."""
     semi_implicit = v.choice("method", method, METHODS) == "semi-implicit"
     if isinstance(step_size, str):
         v.choice("step_size", step_size, ("auto",))
@@ -723,77 +726,64 @@ def train(
     rule = StepRule(
         *(jnp.asarray(x, dtype=jnp.float64) for x in (eta, fixed_lr or 0.0, tol, max_move or 0.0))
     )
-    k = stats.b.shape[0]
     if max_time is None:
         max_time = np.inf
     else:
         max_time = v.real_array("max_time", max_time, low=0.0)
         if max_time.ndim:
-            if max_time.shape != (k,):
+            if max_time.shape != (count,):
                 raise ValueError(
-                    f"max_time must be a number or one per instance, shape ({k},); "
+                    f"max_time must be a number or one per instance, shape ({count},); "
                     f"got shape {max_time.shape}"
                 )
             max_time = jnp.asarray(max_time)
         else:
             max_time = float(max_time)
+    return _Plan(
+        rule=rule,
+        fixed=fixed_lr is not None,
+        capped=fixed_lr is None and max_move is not None,
+        semi_implicit=semi_implicit,
+        tol=tol,
+        limits=Limits(max_steps=max_steps, max_time=max_time, length=length),
+        knob=f"step_size = {fixed_lr:g}" if fixed_lr is not None else f"eta = {eta:g}",
+    )
+
+
+def _train(params, stats: Statistics, *, plan: _Plan, progress=None, stage="training"):
+    """:func:`train` on validated options; ``stage`` names the run in the divergence error."""
+    flags = {"fixed": plan.fixed, "capped": plan.capped, "semi_implicit": plan.semi_implicit}
     rank_one = isinstance(params, RankOneParams)
     if rank_one:
         state, s_perp, constants = _rotate_in(params, stats)
         excess_start = np.asarray(_rank_one_batched_excess(state, constants))
-
-        def run_chunk(state, *args, **kwargs):
-            return _run_chunk_rank_one(state, constants, *args, **kwargs)
+        chunk = partial(_rank_one_chunk, constants=constants, rule=plan.rule, **flags)
     else:
         state = params
         excess_start = np.asarray(_batched_excess(params, stats))
-
-        def run_chunk(state, *args, **kwargs):
-            return _run_chunk(state, stats, *args, **kwargs)
-
-    loss_start = np.asarray(stats.loss_min) + excess_start
-    active = jnp.ones(k, dtype=bool)
-    steps = jnp.zeros(k, dtype=jnp.int64)
-    time = jnp.zeros(k)
-    while True:
-        state, active, steps, time, loss = run_chunk(
-            state, active, steps, time, max_steps, max_time, length, rule,
-            fixed=fixed_lr is not None, capped=fixed_lr is None and max_move is not None,
-            semi_implicit=semi_implicit,
-        )  # fmt: skip
-        loss = np.asarray(loss)
-        bad = ~np.isfinite(loss) | (loss > 1e3 * (loss_start + 1.0))
-        if np.any(bad):
-            first = int(np.flatnonzero(bad)[0])
-            lr_text = f"step_size = {fixed_lr:g}" if fixed_lr is not None else f"eta = {eta:g}"
-            raise TrainingDivergedError(
-                f"training diverged for instance {first} by step {int(steps[first])} "
-                f"(loss {loss[first]:.3g}, started at {loss_start[first]:.3g}); "
-                f"{lr_text} is too large for this problem: lower it"
-            )
-        steps_np = np.asarray(steps)
-        if progress is not None:
-            progress(int(steps_np.max()), max_steps)
-        going = (
-            np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < np.asarray(max_time))
-        )
-        if not going.any():
-            break
+        chunk = partial(_dense_chunk, stats=stats, rule=plan.rule, **flags)
+    outcome = drive(
+        chunk,
+        state,
+        count=stats.b.shape[0],
+        limits=plan.limits,
+        divergence=Divergence(reference=np.asarray(stats.loss_min) + excess_start, knob=plan.knob),
+        stage=stage,
+        progress=progress,
+    )
     if rank_one:
-        excess = np.asarray(_rank_one_batched_excess(state, constants))
-        new_params = _rotate_out(state, s_perp, stats)
+        excess = np.asarray(_rank_one_batched_excess(outcome.state, constants))
+        new_params = _rotate_out(outcome.state, s_perp, stats)
     else:
-        new_params = state
+        new_params = outcome.state
         excess = np.asarray(_batched_excess(new_params, stats))
-    drift = conserved_drift(params, new_params)
-    params = new_params
     return TrainResult(
-        params=params,
-        steps=np.asarray(steps),
-        converged=excess <= tol,
+        params=new_params,
+        steps=outcome.steps,
+        converged=excess <= plan.tol,
         excess_loss=excess,
-        time=np.asarray(time),
-        drift=drift,
+        time=outcome.time,
+        drift=conserved_drift(params, new_params),
     )
 
 
@@ -845,26 +835,45 @@ def train_checkpoints(params, stats: Statistics, times, *, tol=1e-10, max_steps=
         raise ValueError(f"times must be a non-decreasing 1-d sequence; got {times!r}")
     if "max_time" in kwargs:
         raise ValueError("max_time is set by times in train_checkpoints; do not pass it")
-    max_steps = v.integer("max_steps", max_steps, low=1)
-    tol = float(v.real_array("tol", tol, low=0.0))
-    return _segments(params, stats, times, tol, max_steps, kwargs)  # validated before the first
+    progress = kwargs.pop("progress", None)
+    options = _train_defaults()
+    unknown = set(kwargs) - set(options)
+    if unknown:
+        raise TypeError(f"train_checkpoints got unexpected options {sorted(unknown)}")
+    options.update(kwargs)
+    plan = _plan(count=stats.b.shape[0], tol=tol, max_steps=max_steps, max_time=None, **options)
+    # validated here, before the first segment: the generator trusts its inputs
+    return _segments(params, stats, times=times, plan=plan, progress=progress)
 
 
-def _segments(params, stats, times, tol, max_steps, kwargs):
+def _train_defaults() -> dict:
+    """The defaults of :func:`train`'s step options, which :func:`train_checkpoints` passes on."""
+    own = ("tol", "max_steps", "max_time", "progress")
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(train).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in own
+    }
+
+
+def _segments(params, stats, *, times, plan: _Plan, progress):
     """The generator of :func:`train_checkpoints`."""
     k = stats.b.shape[0]
+    max_steps = plan.limits.max_steps
     start, current = params, params
     steps, elapsed = np.zeros(k, dtype=np.int64), np.zeros(k)
     for target in times:
         budget = max_steps - int(steps.max())
         remaining = np.maximum(target - elapsed, 0.0)
         if budget > 0 and np.any(remaining > 0):
-            result = train(current, stats, tol=tol, max_steps=budget, max_time=remaining, **kwargs)
+            limits = plan.limits._replace(max_steps=budget, max_time=jnp.asarray(remaining))
+            segment = replace(plan, limits=limits)
+            result = _train(current, stats, plan=segment, progress=progress)
             current, steps, elapsed = result.params, steps + result.steps, elapsed + result.time
             excess, converged = result.excess_loss, result.converged
         else:
             excess = _excess_loss(current, stats)
-            converged = excess <= tol
+            converged = excess <= plan.tol
         yield TrainResult(
             params=current,
             steps=steps.copy(),
