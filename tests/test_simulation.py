@@ -328,6 +328,14 @@ def test_divergence_names_the_step_size(problem):
         tr.train(params, stats, step_size=5.0, max_steps=1000, check_every=20, method="explicit")
 
 
+def test_divergence_names_the_protocols_stage(problem):
+    options = transfer.TrainingOptions(step_size=5.0, method="explicit", check_every=20)
+    with pytest.raises(tr.TrainingDivergedError, match=r"^scratch training diverged for instance"):
+        transfer.scratch(
+            problem.X, problem.y, problem.beta_t, key=KEY, init_scale=0.5, options=options
+        )
+
+
 def test_step_limit_is_reported_not_hidden(problem):
     options = transfer.TrainingOptions(max_steps=7, check_every=5)
     result = transfer.scratch(problem.X, problem.y, problem.beta_t, key=KEY, options=options)

@@ -261,3 +261,32 @@ def test_excess_loss_from_the_gradient_is_the_loss_minus_its_minimum():
         grad_rot = 2.0 * (one.lam * (one.V @ w) - one.V @ one.b)
         excess = float(tr.excess_from_gradient(grad_rot, tr._inverse(one.lam)))
         assert_allclose(excess, loss - float(one.loss_min), rtol=1e-10)
+
+
+# values recorded before the engines shared one chunked loop (featurefate._chunked)
+PINNED = {
+    "random": (
+        [58, 49, 54],
+        [386.24889079888766, 799.1009093019064, 313.91693707323816],
+        [[0.4348646864737406, -0.3066819228531575], [-0.28775364244387935, 0.03513354403382433],
+         [-0.015398510305797, 0.0219367921048001]],
+    ),
+    "rank_one": (
+        [61, 52, 58],
+        [103.98956956393852, 1797.3858292065415, 617.5762525080754],
+        [[0.4346221645991581, -0.3067864299343871], [-0.2875377562448604, 0.03468451225000863],
+         [-0.01538370465420228, 0.02131745676515725]],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("init", ["random", "rank_one"])
+def test_pinned_capped_semi_implicit_run(init):
+    """Steps, flow time and endpoint of a small capped run over many chunks: unchanged."""
+    rng = np.random.default_rng(7)
+    stats = tr.empirical_statistics(rng.standard_normal((3, 12, 20)), rng.standard_normal((3, 12)))
+    result = tr.train(_init(init, 3, 20, scale=1e-3), stats, max_move=0.05, check_every=7)
+    steps, time, w = PINNED[init]
+    assert result.steps.tolist() == steps and result.converged.all()
+    assert_allclose(result.time, time, rtol=1e-12)
+    assert_allclose(result.w[:, :2], w, rtol=1e-12, atol=1e-15)
