@@ -285,7 +285,9 @@ def test_warm_up_defaults_follow_the_learning_rate():
 def test_mean_field_time_is_the_sum_of_the_steps_taken(warmup, lr_start):
     options = rt.ReluTrainOptions(lr=8.0, warmup=warmup, lr_start=lr_start)
     rates = np.asarray(
-        rt._learning_rate(jnp.arange(100), options.lr, options.first_lr, options.warmup)
+        rt._learning_rate(
+            jnp.arange(100), lr=options.lr, lr_start=options.first_lr, warmup=options.warmup
+        )
     )
     steps = np.array([0, 1, 2, 4, 63, 64, 65, 100])
     expected = [rates[:s].sum() for s in steps]

@@ -70,8 +70,9 @@ def test_curvature_bound_covers_the_hessian_at_random_points(depth, n):
         assert radius <= bound * (1 + 1e-12)
         # the explicit step is eta / H_t
         lr, _ = tr._step_size(
-            jnp.asarray(1.0), jnp.asarray(True), norms2, grad_norm, one.lam_max, None,
-            tr.StepRule(eta=1.9, lr=0.0, tol=0.0, max_move=0.0),
+            jnp.asarray(1.0), jnp.asarray(True), norms2=norms2, grad_w_norm=grad_norm,
+            lam_max=one.lam_max, grad_norm=None,
+            rule=tr.StepRule(eta=1.9, lr=0.0, tol=0.0, max_move=0.0),
             fixed=False, capped=False, semi_implicit=False,
         )  # fmt: skip
         assert float(lr) * radius < 1.9 * (1 + 1e-12)
@@ -124,7 +125,10 @@ def test_dense_semi_implicit_direction_solves_its_system(depth):
         lam, V = one.lam, one.V
         grad_rot = 2.0 * (lam * (V @ w) - V @ one.b)
         for lr in (1e-2, 1.0, 1e4):
-            got = tr._dense_direction(params, ups, grad_rot, V, lam, tr._inverse(lam), lr) @ V
+            got = tr._dense_direction(
+                params, ups, grad_rot, V=V, lam=lam, inv_lam=tr._inverse(lam), lr=lr
+            )
+            got = got @ V
             exact = _exact_direction(params, one, lr)
             assert_allclose(got, exact, rtol=0, atol=1e-9 * np.abs(exact).max())
 
@@ -143,7 +147,7 @@ def test_rank_one_semi_implicit_direction_solves_its_system(depth):
     gain = jnp.prod(chain.amplitudes)
     for lr in (1e-2, 1.0, 1e4):
         got, s_dot = tr._rank_one_direction(
-            grad_rot, z, lam, gain, tr._others(chain.amplitudes), lr
+            grad_rot, z, lam=lam, gain=gain, others=tr._others(chain.amplitudes), lr=lr
         )
         exact = _exact_direction(rank_one_to_dense(KEY, chain), one, lr)
         assert_allclose(np.asarray(got) @ V, exact, atol=1e-11 * np.abs(exact).max())

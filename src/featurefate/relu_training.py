@@ -151,7 +151,7 @@ mean and linear part of f implicitly (:func:`featurefate.nets.relu.semi_implicit
 population losses only)."""
 
 
-def _learning_rate(steps, lr, lr_start, warmup):
+def _learning_rate(steps, *, lr, lr_start, warmup):
     """The step after ``steps`` steps: geometric from ``lr_start`` to ``lr`` over ``warmup`` steps."""
     ramp = lr_start * (lr / lr_start) ** (steps / jnp.maximum(warmup, 1))
     return jnp.where(steps < warmup, ramp, lr)
@@ -182,7 +182,7 @@ def _chunk(state, counters, limits, *, task, lr, lr_start, warmup, tol, semi_imp
     one = jax.vmap(partial(_step, semi_implicit=semi_implicit), in_axes=(0, 0, 0, 0, None))
 
     def step(params, can_go, steps):
-        rate = _learning_rate(steps, lr, lr_start, warmup)
+        rate = _learning_rate(steps, lr=lr, lr_start=lr_start, warmup=warmup)
         params, loss, moved = one(params, task, can_go, rate, tol)
         return params, jnp.where(moved, rate, 0.0), loss, moved
 
@@ -243,7 +243,9 @@ class ReluTrainOptions:
         steps = np.asarray(steps)
         warm = np.minimum(steps, self.warmup)
         rates = np.asarray(
-            _learning_rate(np.arange(self.warmup), self.lr, self.first_lr, self.warmup)
+            _learning_rate(
+                np.arange(self.warmup), lr=self.lr, lr_start=self.first_lr, warmup=self.warmup
+            )
         )
         ramp = np.concatenate([[0.0], np.cumsum(rates)])[warm]
         return ramp + (steps - warm) * self.lr

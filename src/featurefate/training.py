@@ -346,7 +346,7 @@ CG_TOL = 1e-10
 CG_MAX_ITERATIONS = 64
 
 
-def _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr):
+def _dense_direction(params, ups, grad_rot, *, V, lam, inv_lam, lr):
     r"""The semi-implicit direction :math:`\tilde g = (I + 2\, \mathrm{lr}\, S P)^{-1} g` of a dense network.
 
     In S's eigenbasis, with :math:`\tilde g = \Lambda^{1/2} y`, the system is the symmetric
@@ -416,7 +416,7 @@ class StepRule(NamedTuple):
 _CHUNK_STATIC = ("fixed", "capped", "semi_implicit")
 
 
-def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, rule, *, fixed, capped,
+def _step_size(excess, active, *, norms2, grad_w_norm, lam_max, grad_norm, rule, fixed, capped,
                semi_implicit):  # fmt: skip
     r"""The step rule of both engines (module docstring): ``(lr, still_active)`` of one network.
 
@@ -456,12 +456,13 @@ def _one_step(params, norms2, ups, w, V, lam, inv_lam, b_rot, lam_max, loss_min,
     grad_w = _out_of(V, grad_rot)
     downs = _downstream(params, grad_w)
     lr, active = _step_size(
-        excess, active, norms2, jnp.sqrt(jnp.sum(grad_rot * grad_rot)), lam_max,
-        lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
-        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
+        excess, active, norms2=norms2, grad_w_norm=jnp.sqrt(jnp.sum(grad_rot * grad_rot)),
+        lam_max=lam_max,
+        grad_norm=lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
+        rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
-        direction = _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr)
+        direction = _dense_direction(params, ups, grad_rot, V=V, lam=lam, inv_lam=inv_lam, lr=lr)
         downs = _downstream(params, _out_of(V, direction))
     # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
     rows_below = [w, *ups[: depth - 1]]
@@ -517,7 +518,7 @@ def _rank_one_gradient(z, amplitudes, lam, b_rot):
     return 2.0 * (jnp.prod(amplitudes) * lam * z - b_rot)
 
 
-def _rank_one_direction(grad_rot, z, lam, gain, others, lr):
+def _rank_one_direction(grad_rot, z, *, lam, gain, others, lr):
     r"""The semi-implicit direction :math:`(I + 2\, \mathrm{lr}\, S P)^{-1} g` of a rank-one chain; O(D).
 
     The chain's tangent kernel is :math:`P = A^2 I + \beta s s^\top` with
@@ -562,12 +563,14 @@ def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min,
     s_dot_g = jnp.sum(z * grad_rot)
     norms2 = [jnp.sum(z * z) + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
     lr, active = _step_size(
-        excess, active, norms2, grad_w_norm, lam_max,
-        lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
-        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
+        excess, active, norms2=norms2, grad_w_norm=grad_w_norm, lam_max=lam_max,
+        grad_norm=lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
+        rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
-        grad_rot, s_dot_g = _rank_one_direction(grad_rot, z, lam, gain, others, lr)
+        grad_rot, s_dot_g = _rank_one_direction(
+            grad_rot, z, lam=lam, gain=gain, others=others, lr=lr
+        )
     new_z = z - (lr * gain) * grad_rot
     return new_z, amplitudes - lr * others * s_dot_g, lr, loss_min + excess, active
 
