@@ -295,3 +295,14 @@ def test_pinned_semi_implicit_run(init):
     assert result.steps.tolist() == steps and result.converged.all()
     assert_allclose(result.time, time, rtol=1e-12)
     assert_allclose(result.w[:, :2], w, rtol=1e-12, atol=1e-15)
+
+
+def test_train_checkpoints_validates_every_option_once_before_training():
+    """Bad step options fail at the call, not at the first segment (the generator trusts them)."""
+    params, stats = None, tr.population_statistics(np.ones((2, 10)))  # never reached
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \(0, 2\); got 2.5"):
+        tr.train_checkpoints(params, stats, [1.0], eta=2.5)
+    with pytest.raises(ValueError, match="check_every must be an integer >= 1; got 0"):
+        tr.train_checkpoints(params, stats, [1.0], check_every=0)
+    with pytest.raises(TypeError, match="lr"):
+        tr.train_checkpoints(params, stats, [1.0], lr=0.1)
