@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from _timing import best_of
 from featurefate import estimators as est
 from featurefate import training as tr
 from featurefate import transfer
+from featurefate._chunked import Limits, start
 from featurefate._jax import jax, jnp
 from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell
 from featurefate.nets.linear import RankOneParams
@@ -76,19 +78,20 @@ def plain_runner(lr, steps):
 def engine_runner(stats, lr, steps, params, *, semi_implicit=False):
     """This engine's compiled inner loop: ``steps`` fixed-size steps, no stopping.
 
-    Dense layers run :func:`featurefate.training._run_chunk`; rank-one chains run
-    :func:`featurefate.training._run_chunk_rank_one` on their state in the data's eigenbasis.
+    Dense layers run :func:`featurefate.training._dense_chunk`; rank-one chains run
+    :func:`featurefate.training._rank_one_chunk` on their state in the data's eigenbasis.
     """
     k = stats.b.shape[0]
-    counters = (jnp.ones(k, dtype=bool), jnp.zeros(k, dtype=jnp.int64), jnp.zeros(k))
+    counters = start(k)
+    limits = Limits(max_steps=steps + 1, max_time=jnp.inf, length=steps)
     rule = tr.StepRule(eta=0.5, lr=lr, tol=-1.0, max_move=0.0)
-    args = (*counters, steps + 1, jnp.inf, steps, rule)
-    flags = {"fixed": True, "capped": False, "semi_implicit": semi_implicit}
+    flags = {"rule": rule, "fixed": True, "capped": False, "semi_implicit": semi_implicit}
     if isinstance(params, RankOneParams):
         state, _, constants = tr._rotate_in(params, stats)
-        return lambda: tr._run_chunk_rank_one(state, constants, *args, **flags)[0]
+        return lambda: tr._rank_one_chunk(state, counters, limits, constants=constants, **flags)[0]
     params, stats, null_norm2 = tr._rotate_dense_in(params, stats)
-    return lambda: tr._run_chunk(params, stats, null_norm2, *args, **flags)[0]
+    chunk = partial(tr._dense_chunk, stats=stats, null_norm2=null_norm2, **flags)
+    return lambda: chunk(params, counters, limits)[0]
 
 
 def main():
@@ -128,8 +131,12 @@ def main():
         n = round(alpha * dim)
         inst = draw_instances(dim, n, THETA, SIGMA, k, seed=1)
         stats = tr.empirical_statistics(inst.X, inst.y)
-        dense_params = transfer._init_batch(key, k, dim, 2, 1e-2, "random")
-        chain = transfer._init_batch(key, k, dim, 2, 1e-2, "rank_one")
+        dense_params = transfer._init_batch(
+            key, n_instances=k, dim=dim, depth=2, init_scale=1e-2, init="random"
+        )
+        chain = transfer._init_batch(
+            key, n_instances=k, dim=dim, depth=2, init_scale=1e-2, init="rank_one"
+        )
         rank_one = engine_runner(stats, 1e-3, 100 * steps, chain)
         dense = engine_runner(stats, 1e-3, steps, dense_params)
         dense_si = engine_runner(stats, 1e-3, steps, dense_params, semi_implicit=True)
@@ -171,7 +178,9 @@ def main():
         n = round(alpha * dim)
         inst = draw_instances(dim, n, THETA, SIGMA, k, seed=2)
         stats = tr.empirical_statistics(inst.X, inst.y)
-        params = transfer._init_batch(key, k, dim, 2, 1e-5, args.init)
+        params = transfer._init_batch(
+            key, n_instances=k, dim=dim, depth=2, init_scale=1e-5, init=args.init
+        )
         t_plain = plain_per_step[alpha]
         exact = {
             "scratch": est.min_norm_fit(inst.X, inst.y),

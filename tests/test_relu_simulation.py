@@ -285,7 +285,9 @@ def test_warm_up_defaults_follow_the_learning_rate():
 def test_mean_field_time_is_the_sum_of_the_steps_taken(warmup, lr_start):
     options = rt.ReluTrainOptions(lr=8.0, warmup=warmup, lr_start=lr_start)
     rates = np.asarray(
-        rt._learning_rate(jnp.arange(100), options.lr, options.first_lr, options.warmup)
+        rt._learning_rate(
+            jnp.arange(100), lr=options.lr, lr_start=options.first_lr, warmup=options.warmup
+        )
     )
     steps = np.array([0, 1, 2, 4, 63, 64, 65, 100])
     expected = [rates[:s].sum() for s in steps]
@@ -338,6 +340,19 @@ def test_scratch_training_interpolates_on_the_sphere(teachers):
     assert np.all(errors < 0.2 * th.function_norm(t.c_target, t.W))
 
 
+def test_pinned_pretraining(pretrained):
+    """Steps and final losses of the fixture's pretraining, recorded before the engines shared
+    one chunked loop (featurefate._chunked): unchanged."""
+    assert pretrained[0.0].steps.tolist() == [1336, 1500]
+    assert pretrained[0.5].steps.tolist() == [1500, 1500]
+    assert_allclose(
+        pretrained[0.0].loss, [2.3393233652968526e-07, 2.7395768445459545e-07], rtol=1e-10
+    )
+    assert_allclose(
+        pretrained[0.5].loss, [2.0774204551043951e-07, 1.7862762563547463e-07], rtol=1e-10
+    )
+
+
 def test_unconverged_instances_are_reported(teachers):
     t = teachers[0.0]
     result = rt.pretrain(
@@ -349,7 +364,9 @@ def test_unconverged_instances_are_reported(teachers):
 
 def test_divergence_raises(teachers):
     t = teachers[0.0]
-    with pytest.raises(TrainingDivergedError, match="lr = 500 is too large"):
+    with pytest.raises(
+        TrainingDivergedError, match=r"^pretraining diverged.*lr = 500 is too large"
+    ):
         rt.pretrain(t.W, t.c_source, key=KEY, width=M, options=dataclasses.replace(FAST, lr=500.0))
 
 

@@ -320,10 +320,20 @@ def test_rank_one_and_random_init_cells_agree():
 
 
 def test_divergence_names_the_step_size(problem):
-    params = transfer._init_batch(KEY, 8, 50, 2, 0.5, "random")
+    params = transfer._init_batch(
+        KEY, n_instances=8, dim=50, depth=2, init_scale=0.5, init="random"
+    )
     stats = tr.empirical_statistics(problem.X, problem.y)
     with pytest.raises(tr.TrainingDivergedError, match="step_size = 5"):
         tr.train(params, stats, step_size=5.0, max_steps=1000, check_every=20, method="explicit")
+
+
+def test_divergence_names_the_protocols_stage(problem):
+    options = transfer.TrainingOptions(step_size=5.0, method="explicit", check_every=20)
+    with pytest.raises(tr.TrainingDivergedError, match=r"^scratch training diverged for instance"):
+        transfer.scratch(
+            problem.X, problem.y, problem.beta_t, key=KEY, init_scale=0.5, options=options
+        )
 
 
 def test_step_limit_is_reported_not_hidden(problem):
@@ -354,7 +364,9 @@ def test_time_budget_in_gradient_flow_units(problem):
 )
 def test_bad_training_options(problem, kwargs, fragment):
     stats = tr.population_statistics(problem.beta_s)
-    params = transfer._init_batch(KEY, 8, 50, 2, 1e-5, "random")
+    params = transfer._init_batch(
+        KEY, n_instances=8, dim=50, depth=2, init_scale=1e-5, init="random"
+    )
     with pytest.raises(ValueError, match=fragment):
         tr.train(params, stats, **kwargs)
 

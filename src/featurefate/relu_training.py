@@ -67,6 +67,7 @@ from typing import NamedTuple
 import numpy as np
 
 from featurefate import _validation as v
+from featurefate._chunked import Divergence, Limits, drive, step_loop
 from featurefate._jax import jax, jnp
 from featurefate.nets.relu import (
     ReluParams,
@@ -79,7 +80,6 @@ from featurefate.nets.relu import (
     teacher_norm,
 )
 from featurefate.theory.relu import generalization_error
-from featurefate.training import TrainingDivergedError
 
 
 class PopulationTask(NamedTuple):
@@ -151,13 +151,13 @@ mean and linear part of f implicitly (:func:`featurefate.nets.relu.semi_implicit
 population losses only)."""
 
 
-def _learning_rate(steps, lr, lr_start, warmup):
+def _learning_rate(steps, *, lr, lr_start, warmup):
     """The step after ``steps`` steps: geometric from ``lr_start`` to ``lr`` over ``warmup`` steps."""
     ramp = lr_start * (lr / lr_start) ** (steps / jnp.maximum(warmup, 1))
     return jnp.where(steps < warmup, ramp, lr)
 
 
-def _step(params, task, active, lr, tol, semi_implicit):
+def _step(params, task, active, lr, tol, *, semi_implicit):
     """One mean-field gradient step of one network; frozen once inactive or converged."""
     loss, grads = _value_and_grad(params, task)
     moving = active & (loss > tol * task.scale)
@@ -171,31 +171,24 @@ def _step(params, task, active, lr, tol, semi_implicit):
 
 
 @partial(jax.jit, static_argnames=("semi_implicit",))
-def _run_chunk(params, task, active, steps, max_steps, lr, lr_start, warmup, tol, length, *,
-               semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of every instance still going (learning rates, tolerance and
-    lengths are traced, so one compilation serves every setting of a given shape and method)."""
-    step = jax.vmap(partial(_step, semi_implicit=semi_implicit), in_axes=(0, 0, 0, 0, None))
+def _chunk(state, counters, limits, *, task, lr, lr_start, warmup, tol, semi_implicit):
+    """Up to ``limits.length`` steps of every instance still going
+    (:func:`featurefate._chunked.step_loop`; learning rates, tolerance and lengths are traced,
+    so one compilation serves every setting of a given shape and method).
 
-    def cond(carry):
-        _, active, steps, _, count = carry
-        return (count < length) & jnp.any(active & (steps < max_steps))
+    ``state`` is ``(params, loss)``: the loss at the returned parameters comes back with them
+    (one more evaluation per chunk, no extra compilation); the one coming in is not used.
+    """
+    one = jax.vmap(partial(_step, semi_implicit=semi_implicit), in_axes=(0, 0, 0, 0, None))
 
-    def body(carry):
-        params, active, steps, _, count = carry
-        going = active & (steps < max_steps)
-        rate = _learning_rate(steps, lr, lr_start, warmup)
-        params, loss, moved = step(params, task, going, rate, tol)
-        active = active & ~(going & ~moved)
-        return params, active, steps + moved, loss, count + 1
+    def step(params, can_go, steps):
+        rate = _learning_rate(steps, lr=lr, lr_start=lr_start, warmup=warmup)
+        params, loss, moved = one(params, task, can_go, rate, tol)
+        return params, jnp.where(moved, rate, 0.0), loss, moved
 
-    loss0 = jnp.full(active.shape, jnp.inf)
-    params, active, steps, loss, _ = jax.lax.while_loop(
-        cond, body, (params, active, steps, loss0, 0)
-    )
-    # the loss at the returned parameters (one more evaluation per chunk, no extra compilation)
+    params, counters, loss = step_loop(step, state[0], counters, limits)
     final = jax.vmap(lambda p, t: _value_and_grad(p, t)[0])(params, task)
-    return params, active, steps, loss, final
+    return (params, final), counters, loss
 
 
 @dataclass(frozen=True)
@@ -250,7 +243,9 @@ class ReluTrainOptions:
         steps = np.asarray(steps)
         warm = np.minimum(steps, self.warmup)
         rates = np.asarray(
-            _learning_rate(np.arange(self.warmup), self.lr, self.first_lr, self.warmup)
+            _learning_rate(
+                np.arange(self.warmup), lr=self.lr, lr_start=self.first_lr, warmup=self.warmup
+            )
         )
         ramp = np.concatenate([[0.0], np.cumsum(rates)])[warm]
         return ramp + (steps - warm) * self.lr
@@ -326,39 +321,47 @@ def train(
         raise ValueError(
             f"params.W must have shape (K, m, d) with K = {count} instances; got {params.W.shape}"
         )
-    semi_implicit = options.method == "semi-implicit"
-    if semi_implicit and not isinstance(task, PopulationTask):
+    _check_method(options, task)
+    return _train(params, task, options=options, progress=progress)
+
+
+def _check_method(options: ReluTrainOptions, task) -> None:
+    if options.method == "semi-implicit" and not isinstance(task, PopulationTask):
         raise ValueError(
             "method 'semi-implicit' needs a population loss (its stiff modes are the exact mean "
             "and linear part of f); use method 'explicit' for an empirical loss"
         )
+
+
+def _train(params, task, *, options: ReluTrainOptions, progress=None, stage="training"):
+    """:func:`train` on checked inputs; ``stage`` names the run in the divergence error."""
     scale = np.asarray(task.scale)
-    active = jnp.ones(count, dtype=bool)
-    steps = jnp.zeros(count, dtype=jnp.int64)
-    while True:
-        params, active, steps, loss, final = _run_chunk(
-            params, task, active, steps, options.max_steps, options.lr, options.first_lr,
-            options.warmup, options.tol, options.check_every, semi_implicit=semi_implicit,
-        )  # fmt: skip
-        loss = np.asarray(loss)
-        bad = ~np.isfinite(loss) | (loss > 1e3 * (scale + 1e-12))
-        if np.any(bad):
-            first = int(np.flatnonzero(bad)[0])
-            raise TrainingDivergedError(
-                f"training diverged for instance {first} by step {int(steps[first])} "
-                f"(loss {loss[first]:.3g}, zero network {scale[first]:.3g}); "
-                f"lr = {options.lr:g} is too large for this problem: lower it"
-            )
-        steps_np = np.asarray(steps)
-        if progress is not None:
-            progress(int(steps_np.max()), options.max_steps)
-        if not np.any(np.asarray(active) & (steps_np < options.max_steps)):
-            break
+    chunk = partial(
+        _chunk,
+        task=task,
+        lr=options.lr,
+        lr_start=options.first_lr,
+        warmup=options.warmup,
+        tol=options.tol,
+        semi_implicit=options.method == "semi-implicit",
+    )
+    outcome = drive(
+        chunk,
+        (params, jnp.zeros(scale.shape)),
+        count=scale.shape[0],
+        limits=Limits(max_steps=options.max_steps, max_time=np.inf, length=options.check_every),
+        divergence=Divergence(
+            reference=scale, knob=f"lr = {options.lr:g}", reference_name="zero network", floor=1e-12
+        ),
+        stage=stage,
+        progress=progress,
+    )
+    params, final = outcome.state
     final = np.asarray(final)
     relative = final / np.where(scale > 0.0, scale, 1.0)
     return ReluTrainResult(
         params=params,
-        steps=steps_np,
+        steps=outcome.steps,
         converged=final <= options.tol * scale,
         loss=final,
         relative_loss=relative,
@@ -394,7 +397,9 @@ def pretrain(U, c_source, *, key, width, options=None, progress=None) -> ReluTra
     task = population_task(U, c_source)
     count, _, dim = task.U.shape
     params = init_params(key, dim, width, n_instances=count)
-    return train(params, task, options, progress=progress)
+    return _train(
+        params, task, options=options or ReluTrainOptions(), progress=progress, stage="pretraining"
+    )
 
 
 def scratch(X, y, *, key, width, options=None, progress=None) -> ReluTrainResult:
@@ -417,8 +422,10 @@ def scratch(X, y, *, key, width, options=None, progress=None) -> ReluTrainResult
     """
     task = empirical_task(X, y)
     count, _, dim = task.X.shape
+    options = options or ReluTrainOptions()
+    _check_method(options, task)
     params = init_params(key, dim, width, n_instances=count)
-    return train(params, task, options, progress=progress)
+    return _train(params, task, options=options, progress=progress, stage="scratch training")
 
 
 def linear_transfer(W, X, y, *, lam=0.0, rcond=1e-10):

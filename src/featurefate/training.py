@@ -24,8 +24,8 @@ Rank-one chains (:class:`featurefate.nets.linear.RankOneParams`, ``init="rank_on
 trained by a second engine that takes the same steps in O(D): in the eigenbasis of S only the
 first layer's factor and the amplitudes move, and every quantity of the dense step (loss,
 gradient norms, step size, stopping rule, semi-implicit direction) is a few sums over D numbers
-(:func:`_rank_one_step`). Both engines share the step rule (:func:`_step_size`) and the loop
-(:func:`_loop`), and take the same iterates on the same chain (tested).
+(:func:`_rank_one_step`). Both engines share the step rule (:func:`_step_size`) and the chunked loop
+(:mod:`featurefate._chunked`), and take the same iterates on the same chain (tested).
 
 The semi-implicit step (``method="semi-implicit"``, the default). Gradient flow moves w as
 :math:`\dot w = -P \nabla_w \mathcal L` with the tangent kernel :math:`P = J J^\top`,
@@ -96,13 +96,16 @@ such. A non-finite or exploding loss raises :class:`TrainingDivergedError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from featurefate import _validation as v
+from featurefate._chunked import Divergence, Limits, drive, going, step_loop
+from featurefate._chunked import TrainingDivergedError as TrainingDivergedError  # public here
 from featurefate._jax import jax, jnp
 from featurefate.estimators import resolvable, thin_svd
 from featurefate.nets.linear import (
@@ -118,10 +121,6 @@ from featurefate.nets.linear import (
 
 METHODS = ("semi-implicit", "explicit")
 """How :func:`train` steps the flow (module docstring)."""
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Gradient descent blew up: the step size is too large for the problem."""
 
 
 class Statistics(NamedTuple):
@@ -175,6 +174,11 @@ def empirical_statistics(X, y, *, svd=None):
         ``thin_svd(X)``.
     """
     X, y = v.data(X, y, batched=True)
+    return _statistics(X, y, svd=svd)
+
+
+def _statistics(X, y, *, svd=None) -> Statistics:
+    """:func:`empirical_statistics` of validated float64 arrays."""
     n = X.shape[1]
     _, sv, Vt = thin_svd(X) if svd is None else svd
     b = np.einsum("knd,kn->kd", X, y) / n
@@ -393,7 +397,7 @@ CG_TOL = 1e-10
 CG_MAX_ITERATIONS = 64
 
 
-def _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr):
+def _dense_direction(params, ups, grad_rot, *, V, lam, inv_lam, lr):
     r"""The semi-implicit direction :math:`\tilde g = (I + 2\, \mathrm{lr}\, S P)^{-1} g` of a dense network.
 
     In S's eigenbasis, with :math:`\tilde g = \Lambda^{1/2} y`, the system is the symmetric
@@ -463,7 +467,7 @@ class StepRule(NamedTuple):
 _CHUNK_STATIC = ("fixed", "capped", "semi_implicit")
 
 
-def _step_size(excess, active, norms2, grad_w_norm, lam_max, grad_norm, rule, *, fixed, capped,
+def _step_size(excess, active, *, norms2, grad_w_norm, lam_max, grad_norm, rule, fixed, capped,
                semi_implicit):  # fmt: skip
     r"""The step rule of both engines (module docstring): ``(lr, still_active)`` of one network.
 
@@ -504,12 +508,13 @@ def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, los
     grad_w = _out_of(V, grad_rot)
     downs = _downstream(params, grad_w)
     lr, active = _step_size(
-        excess, active, norms2, jnp.sqrt(jnp.sum(grad_rot * grad_rot)), lam_max,
-        lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
-        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
+        excess, active, norms2=norms2, grad_w_norm=jnp.sqrt(jnp.sum(grad_rot * grad_rot)),
+        lam_max=lam_max,
+        grad_norm=lambda: jnp.sqrt(sum((u @ u) * (d @ d) for u, d in zip(ups, downs, strict=True))),
+        rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
-        direction = _dense_direction(params, ups, grad_rot, V, lam, inv_lam, lr)
+        direction = _dense_direction(params, ups, grad_rot, V=V, lam=lam, inv_lam=inv_lam, lr=lr)
         downs = _downstream(params, _out_of(V, direction))
     # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
     rows_below = [w, *ups[: depth - 1]]
@@ -527,32 +532,6 @@ def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, los
         )
     new_ups, new_w = _upstream(new_params)
     return tuple(new_params), tuple(new_norms2), new_ups, new_w, lr, loss_min + excess, active
-
-
-def _loop(step, state, active, steps, time, max_steps, max_time, length):
-    """Up to ``length`` calls of ``step(state, can_go) -> (state, lr, loss, moved)`` on a batch.
-
-    Counts steps and gradient-flow time per instance; an instance that did not move although it
-    could has converged. The loop ends early once every instance has stopped.
-    """
-
-    def going(active, steps, time):
-        return active & (steps < max_steps) & (time < max_time)
-
-    def cond(carry):
-        _, active, steps, time, _, count = carry
-        return (count < length) & jnp.any(going(active, steps, time))
-
-    def body(carry):
-        state, active, steps, time, _, count = carry
-        can_go = going(active, steps, time)
-        state, lr, loss, moved = step(state, can_go)
-        active = active & ~(can_go & ~moved)
-        return state, active, steps + moved, time + lr, loss, count + 1
-
-    carry = (state, active, steps, time, jnp.full(active.shape, jnp.inf), 0)
-    state, active, steps, time, loss, _ = jax.lax.while_loop(cond, body, carry)
-    return state, active, steps, time, loss
 
 
 def _eigen_constants(stats):
@@ -575,9 +554,10 @@ def _fold(layer):
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk(params, stats, null_norm2, active, steps, time, max_steps, max_time, length, rule,
-               *, fixed, capped, semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of :func:`_one_step` on a batch of dense networks.
+def _dense_chunk(params, counters, limits, *, stats, null_norm2, rule, fixed, capped,
+                 semi_implicit):  # fmt: skip
+    """Up to ``limits.length`` steps of :func:`_one_step` on a batch of dense networks
+    (:func:`featurefate._chunked.step_loop`).
 
     In blocks of :data:`BLOCK` steps: within a block the layers are :class:`_Deferred`, their
     bases constant (so never copied); between blocks the deferred updates are folded in.
@@ -591,13 +571,10 @@ def _run_chunk(params, stats, null_norm2, active, steps, time, max_steps, max_ti
     )
     constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
-    def going(active, steps, time):
-        return active & (steps < max_steps) & (time < max_time)
-
     def block(carry):
-        bases, norms2, ups, w, active, steps, time, _, count = carry
+        bases, norms2, ups, w, counters, _, count = carry
 
-        def step(state, can_go):
+        def step(state, can_go, steps):
             factors, norms2, ups, w, slot = state
             layers = tuple(_Deferred(base, *f) for base, f in zip(bases, factors, strict=True))
             layers, norms2, ups, w, lr, loss, moved = one(
@@ -608,25 +585,24 @@ def _run_chunk(params, stats, null_norm2, active, steps, time, max_steps, max_ti
 
         factors = tuple(_defer(base)[1:] for base in bases)
         state = (factors, norms2, ups, w, jnp.int32(0))
-        state, active, steps, time, loss = _loop(
-            step, state, active, steps, time, max_steps, max_time,
-            jnp.minimum(BLOCK, length - count),
-        )  # fmt: skip
+        in_block = limits._replace(length=jnp.minimum(BLOCK, limits.length - count))
+        state, counters, loss = step_loop(step, state, counters, in_block)
         factors, norms2, ups, w, slot = state
         bases = tuple(_fold(_Deferred(base, *f)) for base, f in zip(bases, factors, strict=True))
-        return bases, norms2, ups, w, active, steps, time, loss, count + slot
+        return bases, norms2, ups, w, counters, loss, count + slot
 
     def more(carry):
-        *_, active, steps, time, _, count = carry
-        return (count < length) & jnp.any(going(active, steps, time))
+        *_, counters, _, count = carry
+        return (count < limits.length) & jnp.any(going(counters, limits))
 
     # exact norms at the start of every chunk; tracked in closed form within it
     norms2 = tuple(jnp.sum(layer**2, axis=(-2, -1)) for layer in params)
     norms2 = (norms2[0] + null_norm2, *norms2[1:])
     ups, w = jax.vmap(upstream_rows)(params)
-    carry = (tuple(params), norms2, ups, w, active, steps, time, jnp.full(active.shape, jnp.inf), 0)
-    params, _, _, _, active, steps, time, loss, _ = jax.lax.while_loop(more, block, carry)
-    return params, active, steps, time, loss
+    loss = jnp.full(counters.active.shape, jnp.inf)
+    carry = (tuple(params), norms2, ups, w, counters, loss, 0)
+    params, _, _, _, counters, loss, _ = jax.lax.while_loop(more, block, carry)
+    return params, counters, loss
 
 
 def _rotate_dense_in(params, stats: Statistics):
@@ -676,7 +652,7 @@ def _rank_one_gradient(z, amplitudes, lam, b_rot):
     return 2.0 * (jnp.prod(amplitudes) * lam * z - b_rot)
 
 
-def _rank_one_direction(grad_rot, z, lam, gain, others, lr):
+def _rank_one_direction(grad_rot, z, *, lam, gain, others, lr):
     r"""The semi-implicit direction :math:`(I + 2\, \mathrm{lr}\, S P)^{-1} g` of a rank-one chain; O(D).
 
     The chain's tangent kernel is :math:`P = A^2 I + \beta s s^\top` with
@@ -721,29 +697,31 @@ def _rank_one_step(z, amplitudes, perp2, lam, inv_lam, b_rot, lam_max, loss_min,
     s_dot_g = jnp.sum(z * grad_rot)
     norms2 = [jnp.sum(z * z) + perp2, *(amplitudes[i] ** 2 for i in range(amplitudes.shape[0]))]
     lr, active = _step_size(
-        excess, active, norms2, grad_w_norm, lam_max,
-        lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
-        rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
+        excess, active, norms2=norms2, grad_w_norm=grad_w_norm, lam_max=lam_max,
+        grad_norm=lambda: jnp.sqrt((gain * grad_w_norm) ** 2 + jnp.sum((others * s_dot_g) ** 2)),
+        rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
-        grad_rot, s_dot_g = _rank_one_direction(grad_rot, z, lam, gain, others, lr)
+        grad_rot, s_dot_g = _rank_one_direction(
+            grad_rot, z, lam=lam, gain=gain, others=others, lr=lr
+        )
     new_z = z - (lr * gain) * grad_rot
     return new_z, amplitudes - lr * others * s_dot_g, lr, loss_min + excess, active
 
 
 @partial(jax.jit, static_argnames=_CHUNK_STATIC)
-def _run_chunk_rank_one(state, constants, active, steps, time, max_steps, max_time, length, rule,
-                        *, fixed, capped, semi_implicit):  # fmt: skip
-    """Up to ``length`` steps of :func:`_rank_one_step` on a batch; the twin of :func:`_run_chunk`."""
+def _rank_one_chunk(state, counters, limits, *, constants, rule, fixed, capped, semi_implicit):
+    """Up to ``limits.length`` steps of :func:`_rank_one_step` on a batch; the twin of
+    :func:`_dense_chunk`."""
     one = jax.vmap(
         partial(_rank_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit)
     )
 
-    def step(state, can_go):
+    def step(state, can_go, steps):
         z, amplitudes, lr, loss, moved = one(*state, *constants, can_go)
         return (z, amplitudes), lr, loss, moved
 
-    return _loop(step, state, active, steps, time, max_steps, max_time, length)
+    return step_loop(step, state, counters, limits)
 
 
 @jax.jit
@@ -843,6 +821,33 @@ def train(
     TrainingDivergedError
         If a loss becomes non-finite or grows a thousandfold.
     """
+    plan = _plan(
+        count=stats.b.shape[0], step_size=step_size, eta=eta, tol=tol, max_steps=max_steps,
+        max_time=max_time, check_every=check_every, max_move=max_move, method=method,
+    )  # fmt: skip
+    return _train(params, stats, plan=plan, progress=progress)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The validated options of :func:`train`, as the engines take them.
+
+    ``rule`` holds the traced numbers of the step rule; ``fixed``, ``capped`` and
+    ``semi_implicit`` are the compile-time flags of the chunk functions; ``knob`` names the step
+    setting in the divergence message.
+    """
+
+    rule: StepRule
+    fixed: bool
+    capped: bool
+    semi_implicit: bool
+    tol: float
+    limits: Limits
+    knob: str
+
+
+def _plan(*, count, step_size, eta, tol, max_steps, max_time, check_every, max_move, method):
+    """Validate :func:`train`'s options (the public boundary) into a :class:`_Plan`."""
     semi_implicit = v.choice("method", method, METHODS) == "semi-implicit"
     if isinstance(step_size, str):
         v.choice("step_size", step_size, ("auto",))
@@ -858,78 +863,67 @@ def train(
     rule = StepRule(
         *(jnp.asarray(x, dtype=jnp.float64) for x in (eta, fixed_lr or 0.0, tol, max_move or 0.0))
     )
-    k = stats.b.shape[0]
     if max_time is None:
         max_time = np.inf
     else:
         max_time = v.real_array("max_time", max_time, low=0.0)
         if max_time.ndim:
-            if max_time.shape != (k,):
+            if max_time.shape != (count,):
                 raise ValueError(
-                    f"max_time must be a number or one per instance, shape ({k},); "
+                    f"max_time must be a number or one per instance, shape ({count},); "
                     f"got shape {max_time.shape}"
                 )
             max_time = jnp.asarray(max_time)
         else:
             max_time = float(max_time)
+    return _Plan(
+        rule=rule,
+        fixed=fixed_lr is not None,
+        capped=fixed_lr is None and max_move is not None,
+        semi_implicit=semi_implicit,
+        tol=tol,
+        limits=Limits(max_steps=max_steps, max_time=max_time, length=length),
+        knob=f"step_size = {fixed_lr:g}" if fixed_lr is not None else f"eta = {eta:g}",
+    )
+
+
+def _train(params, stats: Statistics, *, plan: _Plan, progress=None, stage="training"):
+    """:func:`train` on validated options; ``stage`` names the run in the divergence error."""
+    flags = {"fixed": plan.fixed, "capped": plan.capped, "semi_implicit": plan.semi_implicit}
     rank_one = isinstance(params, RankOneParams)
     if rank_one:
         state, s_perp, constants = _rotate_in(params, stats)
         excess_start = np.asarray(_rank_one_batched_excess(state, constants))
-
-        def run_chunk(state, *args, **kwargs):
-            return _run_chunk_rank_one(state, constants, *args, **kwargs)
+        chunk = partial(_rank_one_chunk, constants=constants, rule=plan.rule, **flags)
     else:
         state, stats_rot, null_norm2 = _rotate_dense_in(params, stats)
         start_rot = state
         excess_start = np.asarray(_batched_excess(params, stats))
-
-        def run_chunk(state, *args, **kwargs):
-            return _run_chunk(state, stats_rot, null_norm2, *args, **kwargs)
-
-    loss_start = np.asarray(stats.loss_min) + excess_start
-    active = jnp.ones(k, dtype=bool)
-    steps = jnp.zeros(k, dtype=jnp.int64)
-    time = jnp.zeros(k)
-    while True:
-        state, active, steps, time, loss = run_chunk(
-            state, active, steps, time, max_steps, max_time, length, rule,
-            fixed=fixed_lr is not None, capped=fixed_lr is None and max_move is not None,
-            semi_implicit=semi_implicit,
-        )  # fmt: skip
-        loss = np.asarray(loss)
-        bad = ~np.isfinite(loss) | (loss > 1e3 * (loss_start + 1.0))
-        if np.any(bad):
-            first = int(np.flatnonzero(bad)[0])
-            lr_text = f"step_size = {fixed_lr:g}" if fixed_lr is not None else f"eta = {eta:g}"
-            raise TrainingDivergedError(
-                f"training diverged for instance {first} by step {int(steps[first])} "
-                f"(loss {loss[first]:.3g}, started at {loss_start[first]:.3g}); "
-                f"{lr_text} is too large for this problem: lower it"
-            )
-        steps_np = np.asarray(steps)
-        if progress is not None:
-            progress(int(steps_np.max()), max_steps)
-        going = (
-            np.asarray(active) & (steps_np < max_steps) & (np.asarray(time) < np.asarray(max_time))
+        chunk = partial(
+            _dense_chunk, stats=stats_rot, null_norm2=null_norm2, rule=plan.rule, **flags
         )
-        if not going.any():
-            break
+    outcome = drive(
+        chunk,
+        state,
+        count=stats.b.shape[0],
+        limits=plan.limits,
+        divergence=Divergence(reference=np.asarray(stats.loss_min) + excess_start, knob=plan.knob),
+        stage=stage,
+        progress=progress,
+    )
     if rank_one:
-        excess = np.asarray(_rank_one_batched_excess(state, constants))
-        new_params = _rotate_out(state, s_perp, stats)
+        excess = np.asarray(_rank_one_batched_excess(outcome.state, constants))
+        new_params = _rotate_out(outcome.state, s_perp, stats)
     else:
-        new_params = _rotate_dense_out(state, start_rot, params, stats)
+        new_params = _rotate_dense_out(outcome.state, start_rot, params, stats)
         excess = np.asarray(_batched_excess(new_params, stats))
-    drift = conserved_drift(params, new_params)
-    params = new_params
     return TrainResult(
-        params=params,
-        steps=np.asarray(steps),
-        converged=excess <= tol,
+        params=new_params,
+        steps=outcome.steps,
+        converged=excess <= plan.tol,
         excess_loss=excess,
-        time=np.asarray(time),
-        drift=drift,
+        time=outcome.time,
+        drift=conserved_drift(params, new_params),
     )
 
 
@@ -981,26 +975,45 @@ def train_checkpoints(params, stats: Statistics, times, *, tol=1e-10, max_steps=
         raise ValueError(f"times must be a non-decreasing 1-d sequence; got {times!r}")
     if "max_time" in kwargs:
         raise ValueError("max_time is set by times in train_checkpoints; do not pass it")
-    max_steps = v.integer("max_steps", max_steps, low=1)
-    tol = float(v.real_array("tol", tol, low=0.0))
-    return _segments(params, stats, times, tol, max_steps, kwargs)  # validated before the first
+    progress = kwargs.pop("progress", None)
+    options = _train_defaults()
+    unknown = set(kwargs) - set(options)
+    if unknown:
+        raise TypeError(f"train_checkpoints got unexpected options {sorted(unknown)}")
+    options.update(kwargs)
+    plan = _plan(count=stats.b.shape[0], tol=tol, max_steps=max_steps, max_time=None, **options)
+    # validated here, before the first segment: the generator trusts its inputs
+    return _segments(params, stats, times=times, plan=plan, progress=progress)
 
 
-def _segments(params, stats, times, tol, max_steps, kwargs):
+def _train_defaults() -> dict:
+    """The defaults of :func:`train`'s step options, which :func:`train_checkpoints` passes on."""
+    own = ("tol", "max_steps", "max_time", "progress")
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(train).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in own
+    }
+
+
+def _segments(params, stats, *, times, plan: _Plan, progress):
     """The generator of :func:`train_checkpoints`."""
     k = stats.b.shape[0]
+    max_steps = plan.limits.max_steps
     start, current = params, params
     steps, elapsed = np.zeros(k, dtype=np.int64), np.zeros(k)
     for target in times:
         budget = max_steps - int(steps.max())
         remaining = np.maximum(target - elapsed, 0.0)
         if budget > 0 and np.any(remaining > 0):
-            result = train(current, stats, tol=tol, max_steps=budget, max_time=remaining, **kwargs)
+            limits = plan.limits._replace(max_steps=budget, max_time=jnp.asarray(remaining))
+            segment = replace(plan, limits=limits)
+            result = _train(current, stats, plan=segment, progress=progress)
             current, steps, elapsed = result.params, steps + result.steps, elapsed + result.time
             excess, converged = result.excess_loss, result.converged
         else:
             excess = _excess_loss(current, stats)
-            converged = excess <= tol
+            converged = excess <= plan.tol
         yield TrainResult(
             params=current,
             steps=steps.copy(),

@@ -53,9 +53,10 @@ from featurefate.nets.linear import (
 from featurefate.training import (
     METHODS,
     TrainResult,
-    empirical_statistics,
+    _plan,
+    _statistics,
+    _train,
     population_statistics,
-    train,
 )
 
 
@@ -115,7 +116,7 @@ class ProtocolResult:
         return None if self.training is None else self.training.params
 
 
-def _init_batch(key, n_instances, dim, depth, init_scale, init):
+def _init_batch(key, *, n_instances, dim, depth, init_scale, init):
     keys = jax.random.split(key, n_instances)
     if init == "rank_one":
         # kept factored: the O(D)-per-step engine trains exactly these networks
@@ -123,8 +124,10 @@ def _init_batch(key, n_instances, dim, depth, init_scale, init):
     return jax.vmap(lambda k: init_params(k, dim, depth, init_scale, init=init))(keys)
 
 
-def _trained(params, stats, reference, options, progress):
-    result = train(params, stats, progress=progress, **options.as_kwargs())
+def _trained(params, stats, *, reference, options, progress, stage):
+    """Train as ``options`` say (validated here, once), ``stage`` naming the run in errors."""
+    plan = _plan(count=stats.b.shape[0], **options.as_kwargs())
+    result = _train(params, stats, plan=plan, progress=progress, stage=stage)
     w = result.w
     return ProtocolResult(w=w, error=generalization_error(w, reference), training=result)
 
@@ -168,8 +171,14 @@ def pretrain(
         ``error`` is the recovery error :math:`|w - \beta_s|^2`.
     """
     beta_s = _as_batch("beta_s", beta_s, 2)
-    params = _init_batch(key, *beta_s.shape, depth, init_scale, init)
-    return _trained(params, population_statistics(beta_s), beta_s, options, progress)
+    count, dim = beta_s.shape
+    params = _init_batch(
+        key, n_instances=count, dim=dim, depth=depth, init_scale=init_scale, init=init
+    )
+    stats = population_statistics(beta_s)
+    return _trained(
+        params, stats, reference=beta_s, options=options, progress=progress, stage="pretraining"
+    )
 
 
 def scratch(
@@ -199,9 +208,14 @@ def scratch(
         The sample's statistics, if already computed (they are computed from X and y otherwise).
     """
     (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
-    params = _init_batch(key, X.shape[0], X.shape[2], depth, init_scale, init)
-    stats = empirical_statistics(X, y) if stats is None else stats
-    return _trained(params, stats, beta_t, options, progress)
+    params = _init_batch(
+        key, n_instances=X.shape[0], dim=X.shape[2], depth=depth, init_scale=init_scale, init=init
+    )
+    stats = _statistics(X, y) if stats is None else stats
+    return _trained(
+        params, stats, reference=beta_t, options=options, progress=progress,
+        stage="scratch training",
+    )  # fmt: skip
 
 
 def significant_features(params, *, rcond=1e-3):
@@ -288,5 +302,7 @@ def fine_tune(
     (X, y), beta_t = v.data(X, y, batched=True), _as_batch("beta_t", beta_t, 2)
     if not isinstance(params, RankOneParams):
         params = tuple(jnp.asarray(p) for p in params)
-    stats = empirical_statistics(X, y) if stats is None else stats
-    return _trained(params, stats, beta_t, options, progress)
+    stats = _statistics(X, y) if stats is None else stats
+    return _trained(
+        params, stats, reference=beta_t, options=options, progress=progress, stage="fine-tuning"
+    )

@@ -190,7 +190,7 @@ def _dudley_pair(config, a, b):
 
 
 @functools.lru_cache(maxsize=32)
-def _theorem22_dudley_cached(k, sigma, source_norm, n_samples, n_replicates, seed, method):
+def _theorem22_dudley_cached(k, *, sigma, source_norm, n_samples, n_replicates, seed, method):
     bits = [int(np.float64(x).view(np.uint64)) for x in (sigma, source_norm)]
     rng = np.random.default_rng(np.random.SeedSequence([seed, *bits]))
     shape = (len(k), n_replicates)
@@ -279,7 +279,13 @@ def theorem22_dudley(
     seed = v.integer("seed", seed, low=0)
     method = v.choice("method", method, distances.DUDLEY_METHODS)
     values, floor = _theorem22_dudley_cached(
-        k, sigma, source_norm, n_samples, n_replicates, seed, method
+        k,
+        sigma=sigma,
+        source_norm=source_norm,
+        n_samples=n_samples,
+        n_replicates=n_replicates,
+        seed=seed,
+        method=method,
     )
     data = {}
     for norm in ("sum", "max"):

@@ -238,16 +238,16 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     def transfer(pre, source_fit, source):
         return _transfer_vars(
             config,
-            inst,
-            stats,
-            svd,
-            sc,
-            pre,
-            source_fit,
-            (alpha, theta, sigma),
-            lams,
-            {**common, **source},
-            stage,
+            inst=inst,
+            stats=stats,
+            svd=svd,
+            sc=sc,
+            pre=pre,
+            source_fit=source_fit,
+            cell=(alpha, theta, sigma),
+            lams=lams,
+            theory_kw={**common, **source},
+            stage=stage,
         )
 
     if not config.alpha_source:
@@ -339,7 +339,7 @@ def _training_vars(data, name, res):
         data[schema.diagnostic_name(field_name, name)] = (("instance",), value)
 
 
-def _transfer_vars(config, inst, stats, svd, sc, pre, source_fit, cell, lams, theory_kw, stage):
+def _transfer_vars(config, *, inst, stats, svd, sc, pre, source_fit, cell, lams, theory_kw, stage):
     """Linear, ridge and fine-tuning from the pretrained ``pre``, with theory and endpoint gaps.
 
     ``source_fit`` is where pretraining ends as ``init_scale -> 0`` (``beta_s``, or the source

@@ -226,10 +226,12 @@ def _shared_pretraining(config, n_removed):
     (:func:`featurefate.tasks.relu_teachers` draws them first), so the sources are nested.
     """
     teacher_seed, pretrain_seed = np.random.SeedSequence(config.pretraining_seed).spawn(2)
-    return _pretrained(config, n_removed / config.k, teacher_seed, pretrain_seed)
+    return _pretrained(
+        config, rho=n_removed / config.k, teacher_seed=teacher_seed, pretrain_seed=pretrain_seed
+    )
 
 
-def _pretrained(config, rho, teacher_seed, pretrain_seed, progress=None):
+def _pretrained(config, *, rho, teacher_seed, pretrain_seed, progress=None):
     """Draw the teachers, then pretrain on the source's population loss."""
     teachers = _teachers(config, rho, teacher_seed)
     pre = pretrain(
@@ -257,10 +259,11 @@ def _shared_scratch(config, n):
         np.random.SeedSequence(config.pretraining_seed, spawn_key=(2 + i, n)) for i in range(2)
     )
     # rho = 0: the target teachers do not depend on the removals (drawn first, nested sources)
-    return _scratch(config, _teachers(config, 0.0, teacher_seed), n, data_seed, scratch_seed)
+    teachers = _teachers(config, 0.0, teacher_seed)
+    return _scratch(config, teachers=teachers, n=n, data_seed=data_seed, scratch_seed=scratch_seed)
 
 
-def _scratch(config, teachers, n, data_seed, scratch_seed, progress=None):
+def _scratch(config, *, teachers, n, data_seed, scratch_seed, progress=None):
     """Draw n target samples, then train a fresh network on them (both layers)."""
     X, y = sample_relu_data(
         teachers.W, teachers.c_target, n, sigma=config.sigma, seed=np.random.default_rng(data_seed)
@@ -324,9 +327,20 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
         X, y, sc = _shared_scratch(config, n)
     else:
         teachers, pre = _pretrained(
-            config, rho, teacher_seed, pretrain_seed, progress=stage("pretrain")
+            config,
+            rho=rho,
+            teacher_seed=teacher_seed,
+            pretrain_seed=pretrain_seed,
+            progress=stage("pretrain"),
         )
-        X, y, sc = _scratch(config, teachers, n, data_seed, scratch_seed, progress=stage("scratch"))
+        X, y, sc = _scratch(
+            config,
+            teachers=teachers,
+            n=n,
+            data_seed=data_seed,
+            scratch_seed=scratch_seed,
+            progress=stage("scratch"),
+        )
     U, a_t, a_s = teachers.W, teachers.c_target, teachers.c_source
     W_pre = pre.W
     c_linear = linear_transfer(W_pre, X, y, lam=config.lam, rcond=config.rcond)
@@ -360,7 +374,9 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
         for quantity in schema.RELU_DIAGNOSTICS:
             data[schema.diagnostic_name(quantity, name)] = (inst, getattr(res, quantity))
     kernel_dims = ("test_point", "test_point_2")
-    model_kernel, source_kernel = _test_kernels(config, W_pre[0], U[0], kept[0], a_s[0], test_seed)
+    model_kernel, source_kernel = _test_kernels(
+        config, W=W_pre[0], U=U[0], kept=kept[0], a_s=a_s[0], test_seed=test_seed
+    )
     data["kernel_model"] = (kernel_dims, model_kernel)
     data["kernel_source"] = (kernel_dims, source_kernel)
 
@@ -399,7 +415,7 @@ def run_cell(config: ReluPhaseConfig, cell: dict, seed, *, progress=None) -> xr.
     return ds
 
 
-def _test_kernels(config, W, U, kept, a_s, test_seed):
+def _test_kernels(config, *, W, U, kept, a_s, test_seed):
     """Model and source feature kernels on ``n_test`` points, ordered by the source's value."""
     if config.n_test == 0:
         empty = np.zeros((0, 0))
