@@ -25,7 +25,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 import featurefate
@@ -386,7 +386,7 @@ class _TaskColumn(ProgressColumn):
 
     def __init__(self, render) -> None:
         self._render = render
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
 
     def render(self, task) -> Text:
         return Text(self._render(task))

@@ -67,18 +67,18 @@ def _below(ax, handles, *, ncol=2, offset=-0.15):
     )  # fmt: skip
 
 
-def _shared_maps(fig, axes, maps, *, titles, contours):
+def _shared_maps(fig, axes, maps, *, titles, contours, **kw):
     """Maps of T side by side on one colour norm with one colour bar.
 
     ``maps`` are (dataset, variable) pairs, drawn with :func:`plot_phase_diagram` on ``axes``
-    with the half-width :func:`shared_colour_limit` of all of them.
+    with the half-width :func:`shared_colour_limit` of all of them (and ``kw``).
     """
     values = [ds[variable].values for ds, variable in maps]
     vlim = shared_colour_limit(*values)
     for ax, (ds, variable), title, contour in zip(axes, maps, titles, contours, strict=True):
         plot_phase_diagram(
             ds, variable=variable, ax=ax, title=title, contour=contour, vlim=vlim,
-            colorbar=False,
+            colorbar=False, **kw,
         )  # fmt: skip
     mesh = next(c for c in axes[0].collections if hasattr(c, "get_array"))
     return phase_colorbar(fig, mesh, list(axes), *values, vlim=vlim)
@@ -337,6 +337,7 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
             "(b) corrected theory (D → ∞)\nwith the simulated signs",
         ],
         contours=[False, True],
+        note_in_title=True,  # the markers fill the corner
     )
     at_limit = at_step_limit(s, ("scratch", "finetune"))
     sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)

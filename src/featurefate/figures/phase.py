@@ -193,6 +193,7 @@ def plot_phase_diagram(
     vlim=None,
     contour=True,
     colorbar=True,
+    note_in_title=False,
 ) -> Figure:
     """Heat map of the transferability over (alpha, theta) with its T = 0 contour.
 
@@ -222,6 +223,10 @@ def plot_phase_diagram(
     colorbar : bool, default True
         Draw this map's colour bar. Maps that share one norm (pass the same ``vlim``, e.g.
         :func:`shared_colour_limit`) share one bar instead: :func:`phase_colorbar`.
+    note_in_title : bool, default False
+        Where a sign change was resolved inside the last cell before a plateau, a note says
+        where T = 0 there; it goes in the axes' lower right corner, or with this under the
+        title (for maps with markers over them).
 
     Returns
     -------
@@ -256,13 +261,20 @@ def plot_phase_diagram(
         sliver = _unresolved_sliver(x, resolved, alpha)
         if sliver is not None:  # the line's last stretch is inside the grid's last cell
             crossing, edge, most = sliver
-            note = f"T < 0 (|T| ≤ {most:.1g}) just below α = {edge:g}"
+            note = f"T < 0 just below α = {edge:g}\n(|T| ≤ {most:.1g})"
             if np.isfinite(crossing):
-                note = f"T = 0 at α = {crossing:.4g}, θ = {_pi_label(theta[0], 0)}:\n{note}"
-            ax.text(
-                edge + 0.02 * (alpha.max() - alpha.min()), theta[0], note,
-                ha="left", va="bottom", fontsize=_TICK_SIZE - 2,
-            )  # fmt: skip
+                note = f"T = 0 at α = {crossing:.4g}, θ = {_pi_label(theta[0], 0)};\n{note}"
+            if note_in_title:
+                title = (
+                    (_title(ds.attrs) if title is None else title)
+                    + "\n"
+                    + (note.replace("\n", " "))
+                )
+            else:
+                ax.text(
+                    0.98, 0.015, note, transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=_TICK_SIZE - 3,
+                )  # fmt: skip
     if colorbar:
         phase_colorbar(fig, mesh, ax, values, vlim=vlim)
 
