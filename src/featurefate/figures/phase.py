@@ -263,13 +263,10 @@ def plot_phase_diagram(
             crossing, edge, most = sliver
             note = f"T < 0 just below α = {edge:g}\n(|T| ≤ {most:.1g})"
             if np.isfinite(crossing):
-                note = f"T = 0 at α = {crossing:.4g}, θ = {_pi_label(theta[0], 0)};\n{note}"
+                note = f"T = 0 at α = {crossing:.4g}, θ = {theta[0]:.3g};\n{note}"
             if note_in_title:
-                title = (
-                    (_title(ds.attrs) if title is None else title)
-                    + "\n"
-                    + (note.replace("\n", " "))
-                )
+                head = _title(ds.attrs) if title is None else title
+                title = f"{head}\n{note.replace(chr(10), ' ')}"
             else:
                 ax.text(
                     0.98, 0.015, note, transform=ax.transAxes, ha="right", va="bottom",
