@@ -21,11 +21,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 import featurefate
 from featurefate import _validation as v
@@ -384,31 +385,67 @@ Scheduler = Annotated[
 ]
 
 
+class _TaskColumn(ProgressColumn):
+    """A progress column whose text is ``render(task)``, recomputed at every refresh."""
+
+    def __init__(self, render) -> None:
+        self._render = render
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task) -> Text:
+        return Text(self._render(task))
+
+
 def _cell_progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        _TaskColumn(_rate),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        _TaskColumn(_eta),
         TimeElapsedColumn(),
         console=console,
     )
 
 
+def _elapsed(task) -> float | None:
+    """Seconds since the task was added (its sweep started); frozen when it finished."""
+    return task.finished_time if task.finished else task.elapsed
+
+
 def _rate(task) -> str:
-    speed = task.speed
-    if not speed:
-        return "  -  cells/s"
-    return f"{speed:5.2f} cells/s" if speed >= 0.1 else f"{60 * speed:5.2f} cells/min"
+    """Mean rate since the task was added: units done / seconds elapsed (figures or cells).
+
+    Not rich's ``task.speed``: that one divides the completions of the last 30 s, less the
+    first, by the time between the first and the last, so cells finishing together on parallel
+    workers read as hundreds per second, and the time to the first finished cell is not counted.
+    """
+    unit = "figures" if task.description == "figures" else "cells"
+    elapsed = _elapsed(task)
+    if not task.completed or not elapsed:
+        return f"  -   {unit}/s"
+    rate = task.completed / elapsed
+    return f"{rate:5.2f} {unit}/s" if rate >= 0.1 else f"{60 * rate:5.2f} {unit}/min"
+
+
+def _eta(task) -> str:
+    """Time left at the mean rate of :func:`_rate`, h:mm:ss; 0:00:00 when finished."""
+    if task.finished:
+        return "0:00:00"
+    elapsed = _elapsed(task)
+    if not task.completed or not elapsed or task.total is None:
+        return "-:--:--"
+    left = math.ceil((task.total - task.completed) * elapsed / task.completed)
+    minutes, seconds = divmod(left, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{seconds:02d}"
 
 
 def _advance(progress: Progress, tasks: dict, name: str, done: int, total: int) -> None:
     if name not in tasks:
-        tasks[name] = progress.add_task(name, total=total, rate="")
+        tasks[name] = progress.add_task(name, total=total)
     progress.update(tasks[name], completed=done, total=total)
-    progress.update(tasks[name], rate=_rate(progress.tasks[tasks[name]]))
 
 
 @contextmanager

@@ -16,7 +16,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from featurefate import schema
-from featurefate.figures.linear import _scale_note, at_step_limit, sign_markers
+from featurefate.figures.linear import (
+    _ENDPOINTS,
+    _scale_note,
+    at_step_limit,
+    sign_handles,
+    sign_markers,
+)
+from featurefate.figures.phase import zero_contour
 from featurefate.theory import linear as theory
 
 PANELS = (
@@ -35,6 +42,20 @@ def theory_map(method, alpha, alpha_source, theta, sigma, sigma_source, **kw):
     )
 
 
+def _target_grid(alpha_max, num=300):
+    """A linear grid over alpha with points approaching alpha = 1 from below geometrically.
+
+    Fine-tuning's T is exactly 0 for alpha >= 1; with label noise it turns negative just below
+    1 (c grows without bound), a sign change that a linear grid would not resolve.
+    """
+    grid = np.linspace(0.01, alpha_max, num)
+    if alpha_max <= 1.0:
+        return grid
+    below = grid[grid < 1.0]
+    near = 1.0 - (1.0 - below.max()) * np.geomspace(0.5, 1e-9, 30)
+    return np.union1d(grid, near)
+
+
 def _source_grid(values, num=240):
     """A log grid over the simulated alpha_source values, avoiding alpha_source = 1 itself."""
     lo, hi = np.log10(np.min(values) * 0.8), np.log10(np.max(values) * 1.25)
@@ -46,10 +67,12 @@ def plot_finite_source(ds: xr.Dataset) -> Figure:
     """T over (alpha, alpha_source) for linear transfer and corrected fine-tuning (one theta, sigma).
 
     Background: the limit's T on one colour scale for both panels (red negative, blue
-    positive, saturated beyond +-1), the black T = 0 contour. Markers: the simulated cells,
-    red down-triangle T < -2 s.e., blue up-triangle T > 2 s.e., white circle undecided
-    (|T| within 2 s.e. or below the endpoints' accuracy), grey cross where an instance stopped
-    at the step limit.
+    positive, saturated beyond +-1), the black T = 0 contour, drawn only where T changes sign
+    (:func:`featurefate.figures.phase.zero_contour`: not along the edge of fine-tuning's
+    plateau T = 0 at alpha >= 1). Markers: the simulated cells, red down-triangle
+    T < -2 s.e., blue up-triangle T > 2 s.e., white circle undecided (|T| within 2 s.e. or
+    below the endpoints' accuracy), grey cross where an instance stopped at the step limit
+    (in the legend only when a cell has one).
     """
     theta = float(ds.theta.values.flat[0])
     sigma = float(ds.sigma.values.flat[0])
@@ -57,11 +80,12 @@ def plot_finite_source(ds: xr.Dataset) -> Figure:
     if "sigma" in ds.dims:
         ds = ds.sel(sigma=sigma)
     sigma_source = float(np.atleast_1d(_config(ds).get("sigma_source", 0.0))[0])
-    alpha_fine = np.linspace(0.01, float(ds.alpha.max()) * 1.05, 300)
+    alpha_fine = _target_grid(float(ds.alpha.max()) * 1.05)
     source_fine = _source_grid(ds.alpha_source.values)
     fig = Figure(figsize=(11.5, 4.9), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     norm = TwoSlopeNorm(vmin=-_RANGE, vcenter=0.0, vmax=_RANGE)
+    stopped = False
     for ax, (sim_method, method, kw, title) in zip(axes, PANELS, strict=True):
         t_map = theory_map(method, alpha_fine, source_fine, theta, sigma, sigma_source, **kw)
         mesh = ax.pcolormesh(
@@ -73,8 +97,8 @@ def plot_finite_source(ds: xr.Dataset) -> Figure:
             shading="auto",
             rasterized=True,
         )
-        ax.contour(alpha_fine, source_fine, t_map, levels=[0.0], colors="black", linewidths=1.2)
-        _markers(ax, ds, sim_method)
+        zero_contour(ax, alpha_fine, source_fine, t_map, linewidths=1.2)
+        stopped |= _markers(ax, ds, sim_method)
         ax.set_yscale("log")
         ticks = sorted({*np.round(ds.alpha_source.values, 3), 1.0})
         ax.set_yticks(ticks, [f"{x:g}" for x in ticks])
@@ -83,20 +107,13 @@ def plot_finite_source(ds: xr.Dataset) -> Figure:
         ax.set_title(title)
     axes[0].set_ylabel("source samples per dimension α_s = n_s / D")
     fig.colorbar(mesh, ax=axes, label="theory T (D → ∞), saturated at ±1", shrink=0.9)
-    handles = [
-        Line2D([], [], color="black", lw=1.2, label="theory T = 0"),
-        Line2D(
-            [], [], marker="v", ls="", mfc="#b2182b", mec="black", label="simulated T < −2 s.e."
-        ),
-        Line2D([], [], marker="^", ls="", mfc="#2166ac", mec="black", label="simulated T > 2 s.e."),
-        Line2D([], [], marker="o", ls="", mfc="white", mec="black", label="undecided"),
-        Line2D([], [], marker="x", ls="", color="0.35", label="instance at step limit"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=5, frameon=False)
+    handles = [Line2D([], [], color="black", lw=1.2, label="theory T = 0")]
+    handles += sign_handles(np.array([stopped]))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     fig.suptitle(
         f"Pretraining on finite source data: T over (α, α_s) at θ = {theta / np.pi:.3g}π, "
-        f"σ = {sigma:g}, σ_s = {sigma_source:g}; small init, gradient-flow endpoints\n"
-        f"{_scale_note(ds)}"
+        f"σ = {sigma:g}, σ_s = {sigma_source:g}; background: theory, D → ∞\n"
+        f"{_scale_note(ds)}; {_ENDPOINTS}"
     )
     return fig
 
@@ -118,3 +135,4 @@ def _markers(ax, ds, method):
     if stopped is not None:
         stopped = stopped.broadcast_like(t).transpose(*dims)
     sign_markers(ax, t, se, stopped, dims=dims, size=34, linewidth=0.6)
+    return stopped is not None and bool(stopped.any())

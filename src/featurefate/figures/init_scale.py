@@ -157,18 +157,22 @@ def _transfer_panel(ax, ds, cell, method, label, dep: dict) -> None:
             # the theory mark wide and under the paired one: both stay visible where they meet
             ax.axvline(first, color=colour, ls=ls, lw=3.0 if key == "theory" else 1.4)
             handles.append(Line2D([], [], color=colour, ls=ls, label=f"{text}: {first:g}"))
-    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.axhline(0.0, color="0.6", lw=0.6, zorder=1)  # under the theory lines, which may be ~0
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_ylabel("transferability T", fontsize=_SIZE)
     ax.set_title(label, fontsize=_SIZE)
-    ax.legend(handles=handles, fontsize=7, loc="upper left", framealpha=0.9)
+    # under the panel: the departure lines run through the whole height of the axes
+    ax.legend(
+        handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17),
+        frameon=False,
+    )  # fmt: skip
 
 
 def plot_init_scale(ds: xr.Dataset) -> Figure:
     """The init-scale experiment in one figure (module docstring)."""
     cells = points(ds)
     columns = 1 + len(cells)
-    fig = Figure(figsize=(5.0 * columns, 8.8), layout="constrained")
+    fig = Figure(figsize=(5.0 * columns, 11.0), layout="constrained")
     axes = fig.subplots(2, columns, squeeze=False)
     _ratio_panel(axes[0, 0], ds, cells)
     _scratch_panel(axes[1, 0], ds, cells)

@@ -18,7 +18,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 from featurefate import schema
-from featurefate.figures.phase import _pi_label, plot_phase_diagram
+from featurefate.figures.phase import (
+    _pi_label,
+    phase_colorbar,
+    plot_phase_diagram,
+    shared_colour_limit,
+)
 
 SLICE_ANGLES = (np.pi / 8, np.pi / 4, 3 * np.pi / 8)
 """The angles of the alpha slices in Figs. 1 and 3."""
@@ -34,14 +39,50 @@ def nearest(values, target: float) -> float:
     return float(values[np.argmin(np.abs(values - target))])
 
 
-def _scale_note(sim: xr.Dataset) -> str:
+def _scale_note(sim: xr.Dataset, *, newline: bool = False) -> str:
+    """'simulation: L = 2, D = 30, 10 instances, random init of scale 1e-05' from ``attrs``.
+
+    With ``newline`` the colon is a line break (a panel title on two lines).
+    """
     n_inst = sim.sizes.get("instance", 0)
     init = sim.attrs.get("init")
+    scale = sim.attrs.get("init_scale")
     init_note = f", {init} init" if init else ""
+    if init and scale is not None:
+        init_note += f" of scale {float(scale):g}"
     return (
-        f"simulation: L = {sim.attrs.get('depth', '?')}, D = {sim.attrs.get('dim', '?')}, "
-        f"{n_inst} instances{init_note}"
+        f"simulation{chr(10) if newline else ': '}L = {sim.attrs.get('depth', '?')}, "
+        f"D = {sim.attrs.get('dim', '?')}, {n_inst} instances{init_note}"
     )
+
+
+_ENDPOINTS = "simulated networks trained to convergence by gradient descent"
+"""What the simulated maps and markers show, for the suptitles."""
+
+
+def _below(ax, handles, *, ncol=2, offset=-0.15):
+    """A legend under ``ax``, off the data (constrained layout makes room for it)."""
+    return ax.legend(
+        handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, offset),
+        ncol=ncol, frameon=False,
+    )  # fmt: skip
+
+
+def _shared_maps(fig, axes, maps, *, titles, contours, **kw):
+    """Maps of T side by side on one colour norm with one colour bar.
+
+    ``maps`` are (dataset, variable) pairs, drawn with :func:`plot_phase_diagram` on ``axes``
+    with the half-width :func:`shared_colour_limit` of all of them (and ``kw``).
+    """
+    values = [ds[variable].values for ds, variable in maps]
+    vlim = shared_colour_limit(*values)
+    for ax, (ds, variable), title, contour in zip(axes, maps, titles, contours, strict=True):
+        plot_phase_diagram(
+            ds, variable=variable, ax=ax, title=title, contour=contour, vlim=vlim,
+            colorbar=False, **kw,
+        )  # fmt: skip
+    mesh = next(c for c in axes[0].collections if hasattr(c, "get_array"))
+    return phase_colorbar(fig, mesh, list(axes), *values, vlim=vlim)
 
 
 def at_step_limit(
@@ -83,14 +124,19 @@ def sign_markers(
     limit = np.zeros(tv.shape, dtype=bool) if at_limit is None else at_limit.values
     neg, pos = clear & (tv < -2 * sv) & ~limit, clear & (tv > 2 * sv) & ~limit
     unclear = np.isfinite(tv) & ~neg & ~pos & ~limit
-    kw = {"s": size, "edgecolors": "black", "linewidths": linewidth, "zorder": 3}
+    # not clipped: the cells on the grid's edges sit on the axes' edges, and show whole
+    kw = {"s": size, "edgecolors": "black", "linewidths": linewidth, "zorder": 3, "clip_on": False}
     ax.scatter(x[neg], y[neg], marker="v", color="#b2182b", **kw)
     ax.scatter(x[pos], y[pos], marker="^", color="#2166ac", **kw)
     ax.scatter(x[unclear], y[unclear], marker="o", color="white", **kw)
-    ax.scatter(x[limit], y[limit], marker="x", color="0.35", s=size, linewidths=1.0, zorder=3)
+    ax.scatter(
+        x[limit], y[limit], marker="x", color="0.35", s=size, linewidths=1.0, zorder=3,
+        clip_on=False,
+    )  # fmt: skip
 
 
-def _sign_legend(ax, at_limit=None) -> None:
+def sign_handles(at_limit=None) -> list[Line2D]:
+    """Legend handles of :func:`sign_markers`; the cross only when a cell in ``at_limit`` has it."""
     handles = [
         Line2D([], [], ls="", marker="v", mfc="#b2182b", mec="black", label="simulated T < 0"),
         Line2D([], [], ls="", marker="^", mfc="#2166ac", mec="black", label="simulated T > 0"),
@@ -100,7 +146,13 @@ def _sign_legend(ax, at_limit=None) -> None:
         handles.append(
             Line2D([], [], ls="", marker="x", mec="0.35", label="instances at the step limit")
         )
-    ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.85)
+    return handles
+
+
+def _sign_legend(ax, at_limit=None) -> None:
+    """The sign markers' legend under ``ax``, off the markers."""
+    handles = sign_handles(at_limit)
+    _below(ax, handles, ncol=len(handles) if len(handles) < 4 else 2)
 
 
 def _negative_region(ax, theory: xr.Dataset) -> None:
@@ -121,8 +173,13 @@ def _theta_axis(ax) -> None:
 
 
 def _slices(ax, sim_t, sim_se, theories: dict[str, xr.Dataset], *, ylabel: str) -> None:
-    """T against alpha at the slice angles: simulation with error bars, theory curves."""
+    """T against alpha at the slice angles: simulation with error bars, theory curves.
+
+    The legend, under the axes: one colour per angle, then the marker of the simulation and
+    the line style of each theory.
+    """
     styles = {0: "-", 1: "--"}
+    handles = []
     for colour, angle in zip(_SLICE_COLOURS, SLICE_ANGLES, strict=True):
         theta = nearest(sim_t.theta, angle)
         label = _pi_label(theta, 0) if np.isclose(theta, angle) else f"{theta:.3f}"
@@ -134,18 +191,18 @@ def _slices(ax, sim_t, sim_se, theories: dict[str, xr.Dataset], *, ylabel: str) 
             ms=3.5,
             color=colour,
             capsize=2,
-            label=f"θ = {label} (sim.)",
         )
-        for k, (name, theory) in enumerate(theories.items()):
+        for k, theory in enumerate(theories.values()):
             curve = theory["theory_transferability"].sel(theta=theta, method="nearest")
-            ax.plot(
-                curve.alpha,
-                curve,
-                styles[k % 2],
-                color=colour,
-                lw=1.3,
-                label=f"θ = {label} ({name})" if len(theories) > 1 else None,
-            )
+            ax.plot(curve.alpha, curve, styles[k % 2], color=colour, lw=1.3)
+        handles.append(Line2D([], [], color=colour, lw=6, label=f"θ = {label}"))
+    handles.append(
+        Line2D([], [], ls="", marker="o", ms=3.5, color="0.3", label="simulation ± 1 s.e.")
+    )
+    handles += [
+        Line2D([], [], ls=styles[k % 2], color="0.3", lw=1.3, label=f"{name} (D → ∞)")
+        for k, name in enumerate(theories)
+    ]
     ax.axhline(0.0, color="black", lw=0.7)
     lo = float(np.nanmin(sim_t - sim_se))
     hi = float(np.nanmax(sim_t + sim_se))
@@ -153,26 +210,26 @@ def _slices(ax, sim_t, sim_se, theories: dict[str, xr.Dataset], *, ylabel: str) 
     ax.set_ylim(max(lo - 0.15 * span, -3.0), min(hi + 0.15 * span, 3.0))
     ax.set_xlabel("α = n / D", fontsize=_SIZE)
     ax.set_ylabel(ylabel, fontsize=_SIZE)
-    ax.legend(fontsize=7, ncol=1 if len(theories) == 1 else 2)
+    _below(ax, handles, ncol=3)
 
 
 def plot_linear_transfer(sim: xr.Dataset, theory: xr.Dataset, *, sigma: float) -> Figure:
     """Fig. 1 (sigma = 0.2) / Fig. 6 (sigma = 0): linear transfer, theory and simulation.
 
-    (a) theory transferability, eq. (13); (b) simulated transferability; (c) binary phase
-    diagram: the theory's negative region with each simulated cell's sign; (d) slices against
-    alpha at theta = pi/8, pi/4, 3pi/8, simulation (one standard error) and theory.
+    (a) theory transferability, eq. (13); (b) simulated transferability, on (a)'s colour
+    scale (one norm, one colour bar); (c) binary phase diagram: the theory's negative region
+    with each simulated cell's sign; (d) slices against alpha at theta = pi/8, pi/4, 3pi/8,
+    simulation (one standard error) and theory. Legends sit under the panels, off the data.
     """
     s = sim.sel(sigma=sigma)
-    fig = Figure(figsize=(11.0, 8.2), layout="constrained")
+    fig = Figure(figsize=(11.0, 8.8), layout="constrained")
     axes = fig.subplots(2, 2)
-    plot_phase_diagram(theory, ax=axes[0, 0], title=f"(a) theory, D → ∞, σ = {sigma:g}")
-    plot_phase_diagram(
-        s,
-        variable="transferability_linear",
-        ax=axes[0, 1],
-        title=f"(b) {_scale_note(sim)}",
-        contour=False,
+    _shared_maps(
+        fig,
+        axes[0],
+        [(theory, "theory_transferability"), (s, "transferability_linear")],
+        titles=[f"(a) theory\nD → ∞, σ = {sigma:g}", f"(b) {_scale_note(sim, newline=True)}"],
+        contours=[True, False],
     )
     ax = axes[1, 0]
     _negative_region(ax, theory)
@@ -191,7 +248,7 @@ def plot_linear_transfer(sim: xr.Dataset, theory: xr.Dataset, *, sigma: float) -
         ylabel="transferability T",
     )
     axes[1, 1].set_title("(d) slices: simulation ± 1 s.e., theory lines", fontsize=_SIZE)
-    fig.suptitle(f"Linear transfer, σ = {sigma:g}")
+    fig.suptitle(f"Linear transfer, σ = {sigma:g}; {_ENDPOINTS}")
     return fig
 
 
@@ -202,55 +259,60 @@ def plot_ridge(
 
     (a) error against lam at theta (nearest simulated angle) for three alphas: simulation (mean,
     one standard error) and the exact finite-D theory, eqs. (14)-(15); then, for each lam > 0 in
-    ``theories``, the theory phase diagram with each simulated cell's sign.
+    ``theories``, the theory phase diagram with each simulated cell's sign, all on one colour
+    scale with one colour bar; the sign markers' legend is under the figure.
     """
     s = sim.sel(sigma=sigma)
     theta = nearest(s.theta, theta)
-    fig = Figure(figsize=(5.0 + 4.6 * len(theories), 4.2), layout="constrained")
+    fig = Figure(figsize=(5.0 + 4.4 * len(theories), 4.8), layout="constrained")
     axes = fig.subplots(1, 1 + len(theories), squeeze=False)[0]
     ax = axes[0]
     alphas = s.alpha.values
     picks = sorted({nearest(alphas, a) for a in (0.5, 1.0, 1.5)})
+    handles = []
     for colour, alpha in zip(_SLICE_COLOURS, picks, strict=False):
         cell = s.sel(alpha=alpha, theta=theta)
         err = cell.error_ridge
         mean = err.mean("instance")
         se = err.std("instance", ddof=1) / np.sqrt(err.sizes["instance"])
-        ax.errorbar(
-            cell.lam,
-            mean,
-            yerr=se,
-            fmt="o",
-            color=colour,
-            ms=4,
-            capsize=2,
-            label=f"α = {alpha:g} (sim.)",
-        )
-        ax.plot(
-            cell.lam,
-            cell.theory_error_ridge,
-            "-",
-            color=colour,
-            lw=1.3,
-            label=f"α = {alpha:g} (theory, D = {sim.attrs.get('dim')})",
-        )
+        ax.errorbar(cell.lam, mean, yerr=se, fmt="o", color=colour, ms=4, capsize=2)
+        ax.plot(cell.lam, cell.theory_error_ridge, "-", color=colour, lw=1.3)
+        handles.append(Line2D([], [], color=colour, lw=6, label=f"α = {alpha:g}"))
+    handles += [
+        Line2D([], [], ls="", marker="o", ms=4, color="0.3", label="simulation ± 1 s.e."),
+        Line2D([], [], color="0.3", lw=1.3, label=f"theory, D = {sim.attrs.get('dim')}"),
+    ]
     ax.set_xlabel("ridge penalty λ", fontsize=_SIZE)
     ax.set_ylabel("generalization error |w − β_t|²", fontsize=_SIZE)
     ax.set_title(f"(a) error against λ, θ = {_pi_label(theta, 0)}, σ = {sigma:g}", fontsize=_SIZE)
-    ax.legend(fontsize=7)
-    for k, (lam, theory) in enumerate(sorted(theories.items())):
-        ax = axes[1 + k]
-        lam_sim = nearest(s.lam, lam)
-        plot_phase_diagram(
-            theory, ax=ax, title=f"({chr(98 + k)}) λ = {lam:g}: theory (D → ∞), simulated signs"
+    _below(ax, handles, ncol=3)
+    ordered = sorted(theories.items())
+    at_limit = at_step_limit(s, ("scratch",))
+    if ordered:
+        _shared_maps(
+            fig,
+            axes[1:],
+            [(theory, "theory_transferability") for _, theory in ordered],
+            titles=[
+                f"({chr(98 + k)}) λ = {lam:g}: theory (D → ∞), simulated signs"
+                for k, (lam, _) in enumerate(ordered)
+            ],
+            contours=[True] * len(ordered),
         )
+    for k, (lam, _) in enumerate(ordered):
+        lam_sim = nearest(s.lam, lam)
         sign_markers(
-            ax,
+            axes[1 + k],
             s.transferability_ridge.sel(lam=lam_sim),
             s.transferability_ridge_stderr.sel(lam=lam_sim),
-            at_step_limit(s, ("scratch",)),
+            at_limit,
         )
-    fig.suptitle(f"Ridge linear transfer, σ = {sigma:g}; {_scale_note(sim)}")
+    if ordered:
+        fig.legend(
+            handles=sign_handles(at_limit), loc="outside lower right", ncols=4, fontsize=8,
+            frameon=False,
+        )  # fmt: skip
+    fig.suptitle(f"Ridge linear transfer, σ = {sigma:g}; {_scale_note(sim)}\n{_ENDPOINTS}")
     return fig
 
 
@@ -259,21 +321,25 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
 
     ``theories`` maps ``"paper"`` and ``"exact"`` to phase diagrams of eq. (17) with the paper's
     endpoint and with the corrected one. (a) simulated transferability; (b) the corrected
-    theory with simulated signs; (c) slices against alpha, simulation and both variants
-    (solid: paper, dashed: corrected).
+    theory with simulated signs, on (a)'s colour scale (one norm, one colour bar); (c) slices
+    against alpha, simulation and both variants (solid: paper, dashed: corrected). With label
+    noise the corrected theory's T = 0 line turns down to theta = 0 just below alpha = 1 (c
+    grows without bound there): a sign change resolved and labelled on (b).
     """
     s = sim.sel(sigma=sigma)
-    fig = Figure(figsize=(17.0, 4.6), layout="constrained")
+    fig = Figure(figsize=(17.0, 5.4), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.05)  # room between the colour bar and (c)'s label
     axes = fig.subplots(1, 3)
-    plot_phase_diagram(
-        s,
-        variable="transferability_finetune",
-        ax=axes[0],
-        title=f"(a) {_scale_note(sim)}",
-        contour=False,
-    )
-    plot_phase_diagram(
-        theories["exact"], ax=axes[1], title="(b) corrected theory (D → ∞), simulated signs"
+    _shared_maps(
+        fig,
+        axes[:2],
+        [(s, "transferability_finetune"), (theories["exact"], "theory_transferability")],
+        titles=[
+            f"(a) {_scale_note(sim, newline=True)}",
+            "(b) corrected theory (D → ∞)\nwith the simulated signs",
+        ],
+        contours=[False, True],
+        note_in_title=True,  # the markers fill the corner
     )
     at_limit = at_step_limit(s, ("scratch", "finetune"))
     sign_markers(axes[1], s.transferability_finetune, s.transferability_finetune_stderr, at_limit)
@@ -282,9 +348,9 @@ def plot_finetune(sim: xr.Dataset, theories: dict[str, xr.Dataset], *, sigma: fl
         axes[2],
         s.transferability_finetune,
         s.transferability_finetune_stderr,
-        {"paper": theories["paper"], "corrected": theories["exact"]},
+        {"paper's endpoint": theories["paper"], "corrected endpoint": theories["exact"]},
         ylabel="transferability T",
     )
     axes[2].set_title("(c) slices: theory of the paper (solid), corrected (dashed)", fontsize=_SIZE)
-    fig.suptitle(f"Fine-tuning, σ = {sigma:g}")
+    fig.suptitle(f"Fine-tuning, σ = {sigma:g}; {_ENDPOINTS}")
     return fig

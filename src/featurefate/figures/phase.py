@@ -69,8 +69,131 @@ def _colour_limit(values: np.ndarray) -> float:
     return float(np.clip(most_negative, _VLIM_MIN, _VLIM_MAX))
 
 
+def shared_colour_limit(*maps) -> float:
+    """One half-width of the colour range for maps shown side by side (theory and simulation).
+
+    The most negative finite value over all of ``maps`` (arrays or DataArrays), clipped to
+    [0.05, 2], as :func:`plot_phase_diagram` takes for one map.
+    """
+    return _colour_limit(np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps]))
+
+
+def _extend(values: np.ndarray, vlim: float) -> str:
+    """Arrows on the colour bar only for values really beyond the range, not rounding."""
+    margin = vlim * (1.0 + 1e-9)
+    above = bool(np.any(values > margin))
+    below = bool(np.any(values < -margin))
+    return {(False, False): "neither", (True, False): "max", (False, True): "min"}.get(
+        (above, below), "both"
+    )
+
+
+def phase_colorbar(fig, mappable, ax, *maps, vlim: float):
+    """The transferability colour bar of one map or of several sharing one norm.
+
+    ``ax`` is one axes or a list of them (the bar spans them); ``maps`` are the values shown,
+    for the arrows of values beyond ``[-vlim, vlim]``.
+    """
+    values = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    colorbar = fig.colorbar(mappable, ax=ax, extend=_extend(values, vlim))
+    colorbar.set_label("transferability T = R$_{\\mathrm{scratch}}$ − R$_{\\mathrm{transfer}}$")
+    colorbar.ax.yaxis.label.set_size(_LABEL_SIZE)
+    colorbar.ax.tick_params(labelsize=_TICK_SIZE)
+    return colorbar
+
+
+def _plateau_start(values: np.ndarray) -> int | None:
+    """Index of the first alpha column of a final run of columns where T is exactly 0 at every
+    theta (fine-tuning for alpha >= 1), when some column before it is not; else None."""
+    zero = np.all(values == 0.0, axis=0)
+    start = zero.size
+    while start > 0 and zero[start - 1]:
+        start -= 1
+    return start if 0 < start < zero.size else None
+
+
+def _resolve_plateau_edge(ds, variable, alpha, theta, values):
+    """The contour grid with the last alpha interval before a zero plateau resolved.
+
+    A sign change of T inside that interval (the corrected fine-tuning endpoint with noise:
+    c grows without bound as alpha -> 1, so T < 0 in a sliver just below alpha = 1) is not
+    seen by the grid, whose next column is the plateau, masked. For a limit theory dataset of
+    :func:`featurefate.experiments.theory_phase.phase_diagram` the interval gets 48 values of
+    alpha approaching the plateau geometrically (down to 1e-12 of its width), from the same
+    closed form; other datasets are returned unchanged.
+    """
+    attrs = ds.attrs
+    start = _plateau_start(values)
+    if (
+        start is None
+        or variable != "theory_transferability"
+        or attrs.get("limit") != "D -> infinity"
+        or "method" not in attrs
+    ):
+        return alpha, values
+    from featurefate.experiments.theory_phase import phase_diagram
+
+    gap = alpha[start] - alpha[start - 1]
+    fine = alpha[start] - gap * np.geomspace(0.5, 1e-12, 48)
+    extra = phase_diagram(
+        attrs["method"], attrs["sigma"], lam=attrs.get("lam"), variant=attrs.get("variant"),
+        alpha=fine, theta=theta,
+    )["theory_transferability"].transpose("theta", "alpha")  # fmt: skip
+    alpha = np.concatenate([alpha[:start], fine, alpha[start:]])
+    values = np.concatenate([values[:, :start], np.asarray(extra), values[:, start:]], axis=1)
+    return alpha, values
+
+
+def _unresolved_sliver(alpha, values, coarse_alpha):
+    """A sign change inside the resolved interval that the coarse grid did not show.
+
+    Returns (the alpha where T = 0 on the first theta row, interpolated, or NaN when that row
+    does not change sign there; the plateau's first alpha; the largest |T| of the negative
+    values there) or None.
+    """
+    inside = ~np.isin(alpha, coarse_alpha)
+    if not inside.any():
+        return None
+    cols = np.flatnonzero(inside)
+    before, after = cols[0] - 1, cols[-1] + 1
+    fine = values[:, inside]
+    turned = (values[:, before] > 0.0)[:, None] & (fine < 0.0)
+    if not turned.any():
+        return None
+    row = values[0, before:after]
+    x = alpha[before:after]
+    change = np.flatnonzero((row[:-1] > 0.0) & (row[1:] < 0.0))
+    crossing = float("nan")
+    if change.size:
+        i = change[0]
+        crossing = float(x[i] + (x[i + 1] - x[i]) * row[i] / (row[i] - row[i + 1]))
+    return crossing, float(alpha[after]), float(-fine[turned].min())
+
+
+def zero_contour(ax, x, y, values, **kw):
+    """Draw the T = 0 line where T changes sign; None when it nowhere does.
+
+    ``values`` has rows ``y`` and columns ``x``. NaN and points where T is exactly 0 (the
+    plateau of fine-tuning at alpha >= 1, where the data pin the model down) are left out: a
+    plateau's edge is no sign change, and contouring it would draw a line along alpha = 1.
+    """
+    data = np.ma.masked_where(np.isnan(values) | (values == 0.0), values)
+    if not (data.count() and data.min() < 0.0 < data.max()):
+        return None
+    style = {"colors": "black", "linewidths": 1.3} | kw
+    return ax.contour(x, y, data, levels=[0.0], **style)
+
+
 def plot_phase_diagram(
-    ds, *, variable="theory_transferability", ax=None, title=None, vlim=None, contour=True
+    ds,
+    *,
+    variable="theory_transferability",
+    ax=None,
+    title=None,
+    vlim=None,
+    contour=True,
+    colorbar=True,
+    note_in_title=False,
 ) -> Figure:
     """Heat map of the transferability over (alpha, theta) with its T = 0 contour.
 
@@ -93,6 +216,17 @@ def plot_phase_diagram(
         [0.05, 2].
     contour : bool, default True
         Draw the T = 0 line (off for noisy simulated maps, whose signs are marked instead).
+        It is drawn only where T changes sign (:func:`zero_contour`); for a limit theory
+        whose T ends in a plateau of exact zeros (fine-tuning at alpha >= 1) the last grid
+        interval before the plateau is resolved from the same closed form, so that the line
+        does not stop at the grid's last column (:func:`_resolve_plateau_edge`).
+    colorbar : bool, default True
+        Draw this map's colour bar. Maps that share one norm (pass the same ``vlim``, e.g.
+        :func:`shared_colour_limit`) share one bar instead: :func:`phase_colorbar`.
+    note_in_title : bool, default False
+        Where a sign change was resolved inside the last cell before a plateau, a note says
+        where T = 0 there; it goes in the axes' lower right corner, or with this under the
+        title (for maps with markers over them).
 
     Returns
     -------
@@ -121,23 +255,25 @@ def plot_phase_diagram(
         alpha, theta, shown, cmap=cmap, norm=norm, shading="nearest", rasterized=True
     )
 
-    # The T = 0 line is drawn only where T changes sign. Points where T is exactly 0 (fine-tuning
-    # for alpha >= 1) are left out: that plateau is no sign change.
-    contour_data = np.ma.masked_where(np.isnan(clipped) | (clipped == 0.0), clipped)
-    if contour and contour_data.count() and contour_data.min() < 0.0 < contour_data.max():
-        ax.contour(alpha, theta, contour_data, levels=[0.0], colors="black", linewidths=1.3)
-
-    # Arrows on the colour bar only for values really beyond the range, not rounding.
-    margin = vlim * (1.0 + 1e-9)
-    above = bool(np.any(values > margin))
-    below = bool(np.any(values < -margin))
-    extend = {(False, False): "neither", (True, False): "max", (False, True): "min"}.get(
-        (above, below), "both"
-    )
-    colorbar = fig.colorbar(mesh, ax=ax, extend=extend)
-    colorbar.set_label("transferability T = R$_{\\mathrm{scratch}}$ − R$_{\\mathrm{transfer}}$")
-    colorbar.ax.yaxis.label.set_size(_LABEL_SIZE)
-    colorbar.ax.tick_params(labelsize=_TICK_SIZE)
+    if contour:
+        x, resolved = _resolve_plateau_edge(ds, variable, alpha, theta, values)
+        zero_contour(ax, x, theta, np.clip(resolved, -2.0 * vlim, 2.0 * vlim))
+        sliver = _unresolved_sliver(x, resolved, alpha)
+        if sliver is not None:  # the line's last stretch is inside the grid's last cell
+            crossing, edge, most = sliver
+            note = f"T < 0 just below α = {edge:g}\n(|T| ≤ {most:.1g})"
+            if np.isfinite(crossing):
+                note = f"T = 0 at α = {crossing:.4g}, θ = {theta[0]:.3g};\n{note}"
+            if note_in_title:
+                head = _title(ds.attrs) if title is None else title
+                title = f"{head}\n{note.replace(chr(10), ' ')}"
+            else:
+                ax.text(
+                    0.98, 0.015, note, transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=_TICK_SIZE - 3,
+                )  # fmt: skip
+    if colorbar:
+        phase_colorbar(fig, mesh, ax, values, vlim=vlim)
 
     ax.set_xlabel("α = n / D", fontsize=_LABEL_SIZE)
     ax.set_ylabel("θ (angle between source and target)", fontsize=_LABEL_SIZE)

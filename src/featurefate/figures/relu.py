@@ -31,6 +31,12 @@ from featurefate.theory.relu import fit_power_law, predicted_boundary
 _LABEL_SIZE = 10
 _TICK_SIZE = 9
 _BOUNDARY_COLOUR = "0.45"
+_CELL_MARKS = {
+    "positive": ({"marker": "+", "ms": 9, "mew": 1.6}, "T > 0 by 2 s.e."),
+    "negative": ({"marker": "_", "ms": 9, "mew": 1.6}, "T < 0 by 2 s.e."),
+    "unclear": ({"marker": "o", "ms": 4, "mfc": "none", "mew": 1.0}, "|T| ≤ 2 s.e."),
+}
+"""The mark of each cell of Fig. 4(e) by its sign (matplotlib line styles) and its legend text."""
 
 
 def _instance_mean(da, dims):
@@ -234,10 +240,11 @@ def plot_transfer_sign(ds, *, ax=None) -> Figure:
 
     Each cell is coloured by :math:`T = E[R_{\\rm scratch} - R_{\\rm linear}]` (red negative,
     blue positive; the symmetric range is set by the most negative T, larger values saturate)
-    and marked '+' or '−' where the sign is clear by two
-    standard errors ('·' where not). Grey circles: :math:`n^*(\\rho) = (A/|P_\\perp f_t|^2)^{1/\\nu}`
-    from the fit of panel (c) and the residuals of panel (d); transfer is predicted positive
-    below them.
+    and marked '+' or '−' where the sign is clear by two standard errors, a small open circle
+    where not (white on dark cells). Grey circles: :math:`n^*(\\rho) =
+    (A/|P_\\perp f_t|^2)^{1/\\nu}` from the fit of panel (c) and the residuals of panel (d);
+    transfer is predicted positive below them. The legend under the panel shows every marker
+    with the same glyph as on the cells.
     """
     fig, ax = _new_axes(ax, (4.6, 3.6))
     T = ds["transferability_linear"].transpose("n", "rho")
@@ -257,17 +264,13 @@ def plot_transfer_sign(ds, *, ax=None) -> Figure:
     for i, n_value in enumerate(n):
         for j, rho_value in enumerate(rho):
             value, error = values[i, j], float(se[i, j])
-            mark = "·" if abs(value) <= 2 * error else ("+" if value > 0 else "−")
-            colour = "white" if abs(value) > 0.6 * vlim else "black"
-            ax.text(
-                rho_value,
-                n_value,
-                mark,
-                ha="center",
-                va="center",
-                fontsize=_LABEL_SIZE,
-                color=colour,
+            if not np.isfinite(value):
+                continue
+            key = (
+                "unclear" if abs(value) <= 2 * error else ("positive" if value > 0 else "negative")
             )
+            colour = "white" if abs(value) > 0.6 * vlim else "black"
+            ax.plot(rho_value, n_value, ls="none", color=colour, **_CELL_MARKS[key][0])
     fit = scratch_power_law(ds)
     if fit is not None and fit.exponent > 0:
         residual, _ = residual_by_rho(ds)
@@ -283,13 +286,9 @@ def plot_transfer_sign(ds, *, ax=None) -> Figure:
             ms=8,
             label="predicted n*(ρ)",
         )
-    # the cell marks, explained on the figure
-    for marker, meaning in (
-        ("$+$", "T > 0 by 2 s.e."),
-        ("$−$", "T < 0 by 2 s.e."),
-        (".", "|T| ≤ 2 s.e."),
-    ):
-        ax.plot([], [], ls="none", marker=marker, color="black", label=meaning)
+    # the cell marks, explained on the figure with the glyphs drawn on the cells
+    for style, meaning in _CELL_MARKS.values():
+        ax.plot([], [], ls="none", color="black", label=meaning, **style)
     ax.legend(fontsize=_TICK_SIZE - 1, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=4,
               frameon=False, handletextpad=0.2, columnspacing=0.8)  # fmt: skip
     ax.set_yscale("log")
@@ -303,7 +302,10 @@ def plot_transfer_sign(ds, *, ax=None) -> Figure:
     ax.tick_params(labelsize=_TICK_SIZE)
     beyond = np.nanmax(np.abs(values)) > vlim * (1 + 1e-9) if np.isfinite(values).any() else False
     colorbar = fig.colorbar(mesh, ax=ax, extend="both" if beyond else "neither")
-    colorbar.set_label("T = R_scratch − R_linear", fontsize=_LABEL_SIZE)
+    colorbar.set_label(
+        "T = R_scratch − R_linear" + (" (saturated)" if beyond else ""),
+        fontsize=_LABEL_SIZE,
+    )
     colorbar.ax.tick_params(labelsize=_TICK_SIZE)
     return fig
 
@@ -330,5 +332,7 @@ def plot_relu_figure(ds, *, rho=None, n=None) -> Figure:
     plot_transfer_sign(ds, ax=axes["e"])
     attrs = ds.attrs
     scale = ", ".join(f"{key} = {attrs[key]}" for key in ("d", "m", "k") if key in attrs)
+    if "instance" in ds.dims:
+        scale += f", {ds.sizes['instance']} instances per cell"
     fig.suptitle(f"Two-layer ReLU teacher-student transfer ({scale})", fontsize=_LABEL_SIZE + 1)
     return fig
