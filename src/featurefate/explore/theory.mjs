@@ -222,7 +222,8 @@ function solveScale(a, b, scale, depth) {
   if (depth === 2) return Math.sqrt((a + Math.sqrt(a ** 2 + 4.0 * scale * b)) / (2.0 * scale));
   let u = Math.max((2.0 * a) / scale, ((2.0 * b) / scale) ** (1.0 / depth));
   for (let k = 0; k < 100; k++) {
-    const power = u ** (depth - 2);
+    let power = 1.0; // u^(L-2) by products: a pow call per step would dominate the quadrature
+    for (let p = 2; p < depth; p++) power *= u;
     const high = power * u;
     const value = scale * high * u - a * high - b;
     const slope = depth * scale * high - (depth - 1) * a * power;
@@ -582,10 +583,14 @@ function transferError(method, alpha, theta, sigma, o) {
 export function errors(method, alpha, theta, sigma, options = {}) {
   const o = methodOptions(method, options);
   const scratch = scratchError(alpha, sigma, o);
-  let transfer;
-  if (method === "finetune") transfer = finetuneError(alpha, theta, sigma, o);
-  else transfer = transferError(method, alpha, thetaOf(theta), sigmaOf(sigma), o);
-  return { scratch, transfer, transferability: transferability(method, alpha, theta, sigma, options) };
+  thetaOf(theta);
+  if (method === "finetune") {
+    // one gain (one quadrature at finite D for the corrected endpoint) for both numbers
+    const gain = finetuneGain(alpha, theta, sigma, o.variant, o.sourceNorm, o.targetNorm, o.depth, o.dim);
+    return { scratch, transfer: scratch === Infinity ? scratch : scratch - gain, transferability: gain };
+  }
+  const transfer = transferError(method, alpha, theta, sigma, o);
+  return { scratch, transfer, transferability: scratch - transfer };
 }
 
 /**
