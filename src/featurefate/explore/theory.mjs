@@ -131,6 +131,19 @@ for (let i = 0; i < DE_COUNT; i++) {
  */
 export function chi2RidgeMoments(n, c) {
   if (!(c > 0.0)) return [0.0, n > 2.0 ? 1.0 / (n - 2.0) : Infinity];
+  const key = `${n} ${c}`;
+  const known = MOMENTS.get(key);
+  if (known !== undefined) return known;
+  if (MOMENTS.size >= 8192) MOMENTS.clear();
+  const value = chi2RidgeQuadrature(n, c);
+  MOMENTS.set(key, value);
+  return value;
+}
+
+// The moments of the last few thousand (n, c): a diagram's columns when sigma or the angle moves.
+const MOMENTS = new Map();
+
+function chi2RidgeQuadrature(n, c) {
   let first = 0.0;
   let second = 0.0;
   const half = 0.5 * n;
