@@ -204,6 +204,11 @@ def test_explorer_in_headless_chromium(browser, tmp_path):
         "['slice-theta', 45]]) document.getElementById(id).value = v;"
         "window.explorer.recompute();"
     )
+    ActionChains(driver).move_to_element_with_offset(  # hover at alpha = 0.65, theta = 72 deg
+        driver.find_element("id", "diagram"), PLOT[0] + 130 - 270, PLOT[1] + 80 - 235
+    ).perform()
+    time.sleep(0.2)
+    assert "negative transfer" in driver.find_element("id", "readout").text
     target = Path(os.environ.get("FEATUREFATE_SCREENSHOT") or tmp_path / "explorer.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(target))
