@@ -318,3 +318,24 @@ def test_serve_in_a_thread(tmp_path):
         server.server_close()
     with pytest.raises(ValueError, match=r"directory must hold index\.html"):
         explore.serve(tmp_path / "nowhere", background=True)
+
+
+def test_store_signs_refuses_finite_source_stores(tmp_path):
+    from featurefate.sweep import load_config
+    from featurefate.sweep.store import ResultStore
+
+    path = tmp_path / "config.toml"
+    path.write_text(STORE_CONFIG.replace("source_norm = 1.5", "alpha_source = [0.5, 2.0]"))
+    store = ResultStore.open(tmp_path / "s.zarr", load_config(path))
+    cell = xr.Dataset(
+        {"transferability_linear": (("alpha_source",), [0.1, 0.2])},
+        coords={"alpha_source": [0.5, 2.0]},
+        attrs={"dim": 30, "depth": 3},
+    )
+    store.write_cell((0, 0, 0), cell)
+    with pytest.raises(ValueError, match=r"source population .* alpha_source = \[0\.5, 2\.0\]"):
+        explore.store_signs(store.path)
+    result = runner.invoke(
+        app, ["explore", "--out", str(tmp_path / "x"), "--data", str(store.path)]
+    )
+    assert result.exit_code != 0 and not (tmp_path / "x").exists()
