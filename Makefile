@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint reproduce bench docs clean
+.PHONY: venv test test-all lint reproduce bench docs clean browser-deps screenshot
 
 venv: $(STAMP)
 
@@ -14,6 +14,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# Headless Chromium and its WebDriver for the explorer's browser test (Debian packages); does
+# nothing when both are installed.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+# Re-take docs/explorer.png, the explorer as the browser test leaves it.
+screenshot: venv
+	FEATUREFATE_SCREENSHOT=docs/explorer.png $(BIN)/python -m pytest tests/test_explore_browser.py -q
 
 test: venv
 	$(BIN)/ruff check .

@@ -282,6 +282,8 @@ def test_reproduce_runs_the_sweeps_and_writes_every_figure_and_the_report(tmp_pa
     assert "s1 = \\|β_s\\|" in text  # pipes inside table cells are escaped
     assert "The Dudley" not in text and "finite-D forms" in text  # the family's notes only
     assert (out / "data" / "tiny-linear.zarr" / "done").exists()
+    explorer = (out / "explorer" / "index.html").read_text()  # with the store's signs
+    assert '"points":{"linear":[' in explorer and "explorer/index.html" in text
 
 
 def test_configs_lists_every_bundled_config():

@@ -584,6 +584,54 @@ def figure_command(
         typer.echo(path)
 
 
+@app.command("explore")
+def explore_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (created if missing).", metavar="DIR")
+    ] = Path("explorer"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="STORE",
+            help="A linear_phase result store whose simulated signs the page overlays.",
+        ),
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve DIR on 127.0.0.1 and open the page in the browser."),
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", help="Port for --serve (0: a free one).", min=0, max=65535)
+    ] = 0,
+) -> None:
+    """Write the interactive phase-diagram explorer: DIR/index.html and DIR/theory.mjs.
+
+    The page computes the closed forms in the browser (sliders for σ, λ, the norms, the depth
+    and D) and works from file:// without network. Prints the files written.
+    """
+    import threading
+    import webbrowser
+
+    from featurefate import explore
+
+    for path in explore.write_explorer(out, data=data):
+        typer.echo(path)
+    if not serve:
+        return
+    server = explore.serve(out, port=port, background=True)
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    print(f"serving {out} at {url} (Ctrl-C stops)", file=sys.stderr)
+    try:
+        webbrowser.open(url)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @app.command("reproduce")
 def reproduce_command(
     out: Annotated[

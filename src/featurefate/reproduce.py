@@ -1140,5 +1140,24 @@ def reproduce(
         f"Scale: **{scale}** ({', '.join(name for name, _, _ in stores)}). Regenerate with "
         f"{again}; a rerun reuses the finished cells in `data/`."
     )
+    paths += _write_explorer(out / "explorer", stores)
+    header += " The interactive phase-diagram explorer: `explorer/index.html` (opens from disk)."
     report = write_report(out, sections, theory_figures, header=header)
     return ReproduceResult(report, [*paths, report], failures)
+
+
+def _write_explorer(out_dir, stores) -> list[Path]:
+    """The explorer page, with the simulated signs of the first population-pretraining
+    ``linear_phase`` store (if any)."""
+    from featurefate.explore import write_explorer
+
+    data = next(
+        (
+            store
+            for _, config, store in stores
+            if config.experiment == "linear_phase"
+            and not getattr(config.config, "alpha_source", ())
+        ),
+        None,
+    )
+    return write_explorer(out_dir, data=data)
