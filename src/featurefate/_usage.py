@@ -13,6 +13,7 @@ flags' terms.
 from __future__ import annotations
 
 import math
+import os
 import re
 
 from featurefate import _validation as v
@@ -100,4 +101,42 @@ def check_phase_grid(*, alpha_max: float, num_alpha: int, dim: int | None) -> No
         raise ValueError(
             f"--dim {dim} needs n = alpha * D >= 1 sample at the grid's smallest alpha, "
             f"--alpha-max / --num-alpha = {smallest:g} (n = {smallest * dim:g}); {fix}"
+        )
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, or ``None`` where unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_simulation_size(
+    *, dim: int, depth: int, instances: int, alpha: float, rank_one: bool = False
+) -> None:
+    """Refuse a local simulation that cannot fit in this machine's memory.
+
+    The least it holds, in float64: per instance the data ``n x D`` (``n = alpha * D``), the
+    sufficient statistics ``D x D`` and, unless the layers are rank one, ``depth`` layers of
+    ``D x D``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--dim``, ``--instances`` (and ``--depth``), the memory needed and the memory
+        there is.
+    """
+    total = physical_memory()
+    if total is None:
+        return
+    n = max(1.0, alpha * dim)
+    layers = 0 if rank_one else depth
+    need = 8.0 * instances * (n * dim + (1 + layers) * dim**2)
+    if need > total:
+        raise ValueError(
+            f"--dim {dim} with --instances {instances}"
+            + ("" if rank_one else f" and --depth {depth}")
+            + f" needs at least {need / 2**30:.3g} GiB, more than this machine's "
+            f"{total / 2**30:.3g} GiB; choose a smaller --dim or fewer --instances"
         )

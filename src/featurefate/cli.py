@@ -329,6 +329,9 @@ def simulate_point_command(
     """Pretrain, then scratch / linear / ridge / fine-tune at one (α, θ, σ); compare with theory."""
     from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
 
+    _usage.check_simulation_size(
+        dim=dim, depth=depth, instances=instances, alpha=alpha, rank_one=init == "rank_one"
+    )
     config = LinearPhaseConfig(
         dim=dim,
         depth=depth,
@@ -488,7 +491,7 @@ def sweep_command(
                 resume=resume,
                 overwrite=overwrite,
                 progress=lambda done, total: _advance(progress, tasks, "cells", done, total),
-                log=lambda message: console.print(f"note: {message}", markup=False),
+                log=lambda message: console.print(f"note: {message}", markup=False, soft_wrap=True),
             )
             if report.interrupted:  # leave the pool without waiting for the cells in flight
                 raise KeyboardInterrupt
@@ -627,6 +630,7 @@ def reproduce_command(
     """
     import featurefate.reproduce as paper
 
+    paper.grid(num_alpha=num_alpha, num_theta=num_theta)  # checked before anything starts
     console = Console(stderr=True)
     tasks: dict = {}
     with _sigterm_as_interrupt(), _cell_progress(console) as progress:
