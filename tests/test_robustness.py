@@ -228,6 +228,10 @@ def _sweep(config_file, store, **options):
             "error: give either --workers or --scheduler, not both",
         ),
         (
+            ["sweep", "tiny-linear", "--out", "s.zarr", "--workers", "100000"],
+            "error: --workers must be an integer in [1, ",
+        ),
+        (
             ["reproduce", "--num-theta", "1", "--config", "tiny-linear", "--out", "r"],
             "error: --num-theta must be an integer in [2, 20000]; got 1",
         ),
