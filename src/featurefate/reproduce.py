@@ -1059,6 +1059,8 @@ def reproduce(
     if len({name for name, _ in configs}) != len(configs):
         raise ValueError("configs must have distinct file names (each names its store)")
     out = Path(out)
+    for name, config in configs:  # every store usable (same config, no other writer) first
+        sweeps.check_sweep(config, out / "data" / f"{name}.zarr", resume=True)
     figures_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
     stores, failures, paths = [], [], []
