@@ -253,8 +253,15 @@ def test_flag_names_replace_whole_words_only():
     assert _usage.in_flags("sigma_source needs alpha_source", "theory point") == (
         "sigma_source needs alpha_source"
     )
-    assert _usage.in_flags("--dim and dim", "theory point") == "--dim and --dim"
+    assert _usage.in_flags("--dim and dim must", "theory point") == "--dim and --dim must"
     assert _usage.in_flags("workers", "figure") == "workers"
+    # prose about the thing, not the parameter, stays
+    assert _usage.in_flags("cannot reach the Dask scheduler at tcp://h:1", "sweep") == (
+        "cannot reach the Dask scheduler at tcp://h:1"
+    )
+    assert _usage.in_flags("give either workers or scheduler, not both", "sweep") == (
+        "give either --workers or --scheduler, not both"
+    )
     assert _usage.command_of(["--debug", "theory", "point", "--alpha", "1"]) == "theory point"
     assert _usage.command_of(["sweep", "x.toml"]) == "sweep"
 

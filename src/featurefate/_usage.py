@@ -3,7 +3,7 @@
 The library's ``ValueError`` names a parameter as the Python API spells it (``n_instances``,
 ``num_alpha``); the user typed a flag (``--instances``, ``--num-alpha``). :func:`command_of`
 finds the command a command line runs and :func:`in_flags` rewrites a message with that
-command's flags, whole words only: ``n_instances must be an integer >= 2; got 1`` becomes
+command's flags, whole words where the message speaks of the parameter: ``n_instances must be an integer >= 2; got 1`` becomes
 ``--instances must be an integer >= 2; got 1``, while a config key (``fixed.n_instances``), a
 longer name (``sigma_source`` for ``sigma``) and a flag already written (``--dim``) stay as they
 are. :func:`check_phase_grid` refuses a finite-size phase-diagram grid below one sample in the
@@ -45,7 +45,6 @@ FLAGS: dict[str, dict[str, str]] = {
     ),
     "sweep": _flags("workers", "scheduler"),
     "reproduce": _flags("scale", "workers", "scheduler", "num_alpha", "num_theta"),
-    "figure": {"figure": "NAME"},
 }
 """For each command, the flag (or argument) the user typed for each library parameter."""
 
@@ -67,13 +66,21 @@ def command_of(argv: list[str]) -> str:
     return words[0]
 
 
+# what follows a parameter's name where a message speaks of the parameter ("dim must ...",
+# "alpha = 0.1", "alpha * dim", "either workers or scheduler, ...", "got method 'linear'"), not
+# of the thing in prose ("the Dask scheduler at ...", "no data for figure fig6")
+_AS_PARAMETER = r" must\b| only\b| applies\b| is required\b| =| \*| or\b| and\b| not\b|,|;| '"
+
+
 def in_flags(message: str, command: str) -> str:
-    """``message`` with every library parameter of ``command`` named by its flag (whole words;
-    not inside a dotted config key, a longer name or a flag)."""
+    """``message`` with every library parameter of ``command`` named by its flag: whole words,
+    not inside a dotted config key, a longer name or a flag, and only where the message speaks
+    of the parameter (followed by ``must``, ``=``, ``*``, ``applies``, ``or``, a comma, ...)."""
     names = FLAGS.get(command)
     if not names:
         return message
-    pattern = r"(?<![\w.\-])(" + "|".join(map(re.escape, names)) + r")(?![\w\-]|\.\w)"
+    words = "|".join(map(re.escape, names))
+    pattern = rf"(?<![\w.\-])({words})(?={_AS_PARAMETER})"
     return re.sub(pattern, lambda m: names[m.group(1)], message)
 
 
