@@ -35,8 +35,12 @@ class StoreLocked(ValueError):
 
 
 def lock_path(store) -> Path:
-    """The lock file of ``store``: ``<store>.lock`` beside it."""
+    """The lock file of ``store``: ``<store>.lock`` beside it (``.``, ``..`` resolved)."""
     store = Path(store)
+    if store.name in ("", ".", ".."):
+        store = Path(os.path.abspath(store))
+    if not store.name:
+        raise ValueError(f"{store} cannot be a store: it has no folder to hold its lock file")
     return store.with_name(store.name + ".lock")
 
 

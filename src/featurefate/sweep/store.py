@@ -220,7 +220,9 @@ class ResultStore:
 
     @staticmethod
     def _create(path: Path, sweep: SweepConfig) -> None:
-        if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            pass  # an empty folder (made for the store, or the working directory): fill it
+        elif path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         coords = {axis: np.asarray(values) for axis, values in sweep.grid.items()}
         done = xr.DataArray(np.zeros(sweep.shape, dtype=bool), dims=sweep.axes, coords=coords)
