@@ -530,3 +530,27 @@ def test_verify_checks_the_config_identity(tmp_path, config_file, fake, capsys):
         "the coordinate theta is missing or unreadable",
     ]
     assert len(check.lines()) == 3
+
+
+def test_reproduce_checks_every_store_before_its_first_sweep(tmp_path, config_file, fake, capsys):
+    out = tmp_path / "out"
+    with sweep.StoreLock.acquire(out / "data" / "tiny.zarr"):
+        argv = ["reproduce", "--config", str(config_file), "--out", str(out), "--workers", "1"]
+        status, _, err = _run(argv, capsys)
+    assert status == 2
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and "is being written by another sweep: pid" in errors[0]
+    assert sorted(p.name for p in (out / "data").iterdir()) == []  # nothing ran
+
+
+def test_a_store_fills_an_empty_folder(tmp_path, config_file, fake, monkeypatch, capsys):
+    folder = tmp_path / "made-for-it"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    status, out, _ = _run(["sweep", str(config_file), "--out", "."], capsys)
+    assert status == 0 and "8 cells computed" in out[-1]
+    assert sweep.cell_counts(folder) == (8, 8)
+    assert not (tmp_path / "made-for-it.lock").exists()
+    assert _one_error(["sweep", str(config_file), "--out", "/"], capsys) == (
+        "error: / cannot be a store: it has no folder to hold its lock file"
+    )
