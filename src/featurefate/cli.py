@@ -1,8 +1,9 @@
-"""Command-line interface: ``featurefate theory|simulate|sweep|export|figure|reproduce``.
+"""Command-line interface: ``featurefate theory|simulate|sweep|verify|export|figure|reproduce``.
 
 Thin wiring only: each command parses its options and calls the library. Invalid values are left
 to the library, whose ``ValueError`` names the parameter, the value and the valid range;
-:func:`main` prints it as one line, ``error: <message>``, and exits with status 2.
+:func:`main` prints it as one line, ``error: <message>``, with the parameter named by the flag
+the user typed (:mod:`featurefate._usage`), and exits with status 2.
 """
 
 from __future__ import annotations

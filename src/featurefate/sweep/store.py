@@ -13,6 +13,9 @@ leaves every other cell intact and the interrupted one marked not done, to be re
 ``--resume``. The data variables are created when the first cell arrives (their shapes come from
 ``run_cell``); scalar coordinates of a cell that are not axes (``n``) become variables.
 
+While a sweep writes a store it holds ``STORE.lock`` beside it (:mod:`featurefate.sweep.lock`);
+:mod:`featurefate.sweep.verify` checks a store's integrity.
+
 :func:`open_results` reads a store back as an :class:`xarray.Dataset` with the cells that are not
 done masked to NaN; :func:`export_netcdf` writes that dataset to one NetCDF file.
 """
