@@ -340,6 +340,12 @@ def test_training_options_are_checked_on_construction():
     for bad in ({"eta": 2.0}, {"max_steps": 0}, {"max_move": 0.0}, {"step_size": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainingOptions(**bad)
+    # the per-stage settings that linear_phase puts into the options are checked with it
+    from featurefate.experiments.linear_phase import LinearPhaseConfig
+
+    with pytest.raises(ValueError, match="finetune_max_move must be a finite number in"):
+        LinearPhaseConfig(finetune_max_move=-1.0)
+    assert LinearPhaseConfig(finetune_max_move=None).stage_options("finetune", 5).max_move is None
 
 
 # ----------------------------------------------------------------------------- the lock
