@@ -1,13 +1,15 @@
-"""What the command line tells a user who holds it wrong: the library's messages in the user's words.
+"""What the command line tells a user who holds it wrong: the library's messages in their words.
 
 The library's ``ValueError`` names a parameter as the Python API spells it (``n_instances``,
 ``num_alpha``); the user typed a flag (``--instances``, ``--num-alpha``). :func:`command_of`
 finds the command a command line runs and :func:`in_flags` rewrites a message with that
-command's flags, whole words where the message speaks of the parameter: ``n_instances must be an integer >= 2; got 1`` becomes
-``--instances must be an integer >= 2; got 1``, while a config key (``fixed.n_instances``), a
-longer name (``sigma_source`` for ``sigma``) and a flag already written (``--dim``) stay as they
-are. :func:`check_phase_grid` refuses a finite-size phase-diagram grid below one sample in the
-flags' terms.
+command's flags, whole words where the message speaks of the parameter: ``n_instances must be
+an integer >= 2; got 1`` becomes ``--instances must be an integer >= 2; got 1``, while a config
+key (``fixed.n_instances``), a longer name (``sigma_source`` for ``sigma``), a flag already
+written (``--dim``) and prose (``the Dask scheduler at ...``) stay as they are.
+:func:`check_phase_grid` refuses a finite-size phase-diagram grid below one sample, and
+:func:`check_simulation_size` a local simulation beyond the machine's memory, in the flags'
+terms.
 """
 
 from __future__ import annotations
