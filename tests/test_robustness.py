@@ -560,3 +560,18 @@ def test_a_store_fills_an_empty_folder(tmp_path, config_file, fake, monkeypatch,
     assert _one_error(["sweep", str(config_file), "--out", "/"], capsys) == (
         "error: / cannot be a store: it has no folder to hold its lock file"
     )
+
+
+def test_reproduce_reports_a_store_without_a_finished_cell(
+    tmp_path, config_file, fake, monkeypatch, capsys
+):
+    monkeypatch.setattr(runner, "run_one", _failing_cell)
+    out = tmp_path / "out"
+    argv = ["reproduce", "--config", str(config_file), "--out", str(out)]
+    status, stdout, err = _run([*argv, "--num-alpha", "4", "--num-theta", "3"], capsys)
+    assert status == 1
+    store = out / "data" / "tiny.zarr"
+    assert f"error: tiny: store {store} has 0 of 8 cells finished, no figures or numbers" in err
+    assert stdout == [str(out / "report.md")]
+    report = (out / "report.md").read_text()
+    assert "The store has 0 of 8 cells finished, no figures or numbers." in report
