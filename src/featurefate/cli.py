@@ -479,6 +479,7 @@ def sweep_command(
     sweeps.check_sweep(sweep_config, out, resume=resume, overwrite=overwrite)
     console = Console(stderr=True)
     tasks: dict = {}
+    report = None
     try:
         with (
             _sigterm_as_interrupt(),
@@ -497,7 +498,8 @@ def sweep_command(
             if report.interrupted:  # leave the pool without waiting for the cells in flight
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        pass
+        if report is None:  # before the sweep began: nothing was written
+            raise
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (
