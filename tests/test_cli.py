@@ -152,7 +152,9 @@ def test_bad_value_through_a_real_process(tmp_path):
     command += ["--method", "linear", "--sigma", "-1", "--out", str(tmp_path / "out")]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["error: sigma must be a finite number in [0, inf); got -1"]
+    assert done.stderr.splitlines() == [
+        "error: --sigma must be a finite number in [0, inf); got -1"
+    ]
     assert done.stdout == ""
     assert not (tmp_path / "out").exists()
 
@@ -160,19 +162,19 @@ def test_bad_value_through_a_real_process(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--alpha", "0"], "error: alpha must be a finite number in (0, inf); got 0"),
-        (["--theta", "4"], "error: theta must be a finite number in [0, pi]; got 4"),
-        (["--sigma", "-1"], "error: sigma must be a finite number in [0, inf); got -1"),
+        (["--alpha", "0"], "error: --alpha must be a finite number in (0, inf); got 0"),
+        (["--theta", "4"], "error: --theta must be a finite number in [0, pi]; got 4"),
+        (["--sigma", "-1"], "error: --sigma must be a finite number in [0, inf); got -1"),
         (
             ["--method", "foo"],
-            "error: method must be one of 'linear', 'ridge', 'finetune'; got 'foo'",
+            "error: --method must be one of 'linear', 'ridge', 'finetune'; got 'foo'",
         ),
         (
             ["--variant", "foo"],
-            "error: variant applies to method 'finetune' only; got method 'linear'",
+            "error: --variant applies to --method 'finetune' only; got --method 'linear'",
         ),
-        (["--lam", "0.1"], "error: lam applies to method 'ridge' only; got method 'linear'"),
-        (["--dim", "0"], "error: dim must be an integer >= 1; got 0"),
+        (["--lam", "0.1"], "error: --lam applies to --method 'ridge' only; got --method 'linear'"),
+        (["--dim", "0"], "error: --dim must be an integer >= 1; got 0"),
     ],
 )
 def test_bad_values_give_one_line_and_status_2(capsys, change, message):
@@ -195,7 +197,7 @@ def test_bad_variant_for_finetune(capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: variant must be one of 'paper', 'exact'; got 'foo'"
+        "error: --variant must be one of 'paper', 'exact'; got 'foo'"
     ]
 
 
@@ -206,7 +208,7 @@ def test_bad_grid_size(capsys, tmp_path):
         main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: num_alpha must be an integer >= 1; got 0"
+        "error: --num-alpha must be an integer in [1, 20000]; got 0"
     ]
 
 

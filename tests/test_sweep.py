@@ -353,9 +353,9 @@ def test_cli_sweep_reports_failed_cells_and_exits_1(tmp_path, fake_runner, monke
     ("argv", "message"),
     [
         (["sweep", "absent.toml", "--out", "x"], "error: absent.toml: no such config file"),
-        (["export", "absent.zarr", "--netcdf", "x.nc"], "error: absent.zarr is not a featurefate"),
+        (["export", "absent.zarr", "--netcdf", "x.nc"], "error: no such store: absent.zarr"),
         (["figure", "fig9", "--data", "absent.zarr"], "error: figure must be one of"),
-        (["reproduce", "--scale", "huge"], "error: scale must be one of 'quick', 'paper'"),
+        (["reproduce", "--scale", "huge"], "error: --scale must be one of 'quick', 'paper'"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):

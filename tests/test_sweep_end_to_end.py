@@ -7,6 +7,7 @@ them. Each run spawns fresh processes that import JAX and compile, so the grid i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -196,11 +197,15 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(reference, config_path
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
     assert 1 <= done_at_kill < 8, f"the kill came too late to test anything ({done_at_kill} done)"
+    lock_file = store.with_name("s.zarr.lock")
+    assert json.loads(lock_file.read_text())["pid"] == proc.pid  # left behind by the kill
 
     resumed = subprocess.run(
         [*command, "--resume", "--workers", "1"], capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert f"took over the lock of {store}: its holder, pid {proc.pid} on host" in resumed.stderr
+    assert not lock_file.exists()
     assert f"{8 - done_at_kill} cells computed, {done_at_kill} already done" in resumed.stdout
     result = sweep.open_results(store)
     assert int(result.done.sum()) == 8  # every cell once: one grid position per cell

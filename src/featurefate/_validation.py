@@ -57,17 +57,21 @@ def real_array(
     return arr
 
 
-def integer(name: str, value: object, *, low: int, allow_none: bool = False) -> int | None:
-    """Return ``value`` as a Python int ``>= low`` (or ``None`` when allowed)."""
+def integer(
+    name: str, value: object, *, low: int, high: int | None = None, allow_none: bool = False
+) -> int | None:
+    """Return ``value`` as a Python int ``>= low`` and, with ``high``, ``<= high`` (or ``None``
+    when allowed)."""
     if value is None and allow_none:
         return None
+    valid = f">= {low}" if high is None else f"in [{low}, {high}]"
     if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
         if isinstance(value, float | np.floating) and float(value).is_integer():
             value = int(value)
         else:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value}")
+            raise ValueError(f"{name} must be an integer {valid}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {valid}; got {value}")
     return int(value)
 
 

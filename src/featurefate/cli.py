@@ -1,8 +1,9 @@
-"""Command-line interface: ``featurefate theory|simulate|sweep|export|figure|reproduce``.
+"""Command-line interface: ``featurefate theory|simulate|sweep|verify|export|figure|reproduce``.
 
 Thin wiring only: each command parses its options and calls the library. Invalid values are left
 to the library, whose ``ValueError`` names the parameter, the value and the valid range;
-:func:`main` prints it as one line, ``error: <message>``, and exits with status 2.
+:func:`main` prints it as one line, ``error: <message>``, with the parameter named by the flag
+the user typed (:mod:`featurefate._usage`), and exits with status 2.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 import featurefate
+from featurefate import _usage
 from featurefate import _validation as v
 
 try:  # recent typer vendors its own copy of click
@@ -108,6 +110,14 @@ def _root(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="On an error, show the full traceback instead of one line (also accepted "
+            "after the command).",
+        ),
+    ] = False,
 ) -> None:
     """Transfer learning in high-dimensional regression (Features are fate)."""
 
@@ -135,6 +145,7 @@ def phase_diagram_command(
     from featurefate.experiments.theory_phase import phase_stem
     from featurefate.reproduce import write_phase_diagram
 
+    _usage.check_phase_grid(alpha_max=alpha_max, num_alpha=num_alpha, dim=dim)
     stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
     paths = write_phase_diagram(
         out,
@@ -324,6 +335,9 @@ def simulate_point_command(
     """Pretrain, then scratch / linear / ridge / fine-tune at one (α, θ, σ); compare with theory."""
     from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
 
+    _usage.check_simulation_size(
+        dim=dim, depth=depth, instances=instances, alpha=alpha, rank_one=init == "rank_one"
+    )
     config = LinearPhaseConfig(
         dim=dim,
         depth=depth,
@@ -485,18 +499,28 @@ def sweep_command(
         bool,
         typer.Option("--resume", help="Finish an interrupted sweep of the same config in STORE."),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Remove the featurefate store at STORE and start it afresh."
+        ),
+    ] = False,
 ) -> None:
     """Run an experiment over the grid of CONFIG into the store --out.
 
-    Each finished cell is written at once. A failing cell is reported with its parameters and
-    the others go on; the exit status is 1 when any cell failed, 130 when interrupted (resume
-    with --resume).
+    Everything is checked before anything starts: the config (every cell's parameters and
+    training options) and the store (one sweep at a time writes it: a second is refused while
+    STORE.lock names a live holder). Each finished cell is written at once. A failing cell is
+    reported with its parameters and the others go on; the exit status is 1 when any cell
+    failed, 130 when interrupted (resume with --resume).
     """
     from featurefate import sweep as sweeps
 
     sweep_config = sweeps.load_config(config)
+    sweeps.check_sweep(sweep_config, out, resume=resume, overwrite=overwrite)
     console = Console(stderr=True)
     tasks: dict = {}
+    report = None
     try:
         with (
             _sigterm_as_interrupt(),
@@ -508,12 +532,15 @@ def sweep_command(
                 out,
                 executor=pool,
                 resume=resume,
+                overwrite=overwrite,
                 progress=lambda done, total: _advance(progress, tasks, "cells", done, total),
+                log=lambda message: console.print(f"note: {message}", markup=False, soft_wrap=True),
             )
             if report.interrupted:  # leave the pool without waiting for the cells in flight
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        pass
+        if report is None:  # before the sweep began: nothing was written
+            raise
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (
@@ -558,7 +585,34 @@ def export_command(
     """Write a sweep's results to one NetCDF file (cells not done are NaN)."""
     from featurefate import sweep as sweeps
 
+    finished, total = sweeps.require_cells(store, what="export")
+    _note(sweeps.partial_note(store, finished, total))
     typer.echo(sweeps.export_netcdf(store, netcdf))
+
+
+def _note(message: str) -> None:
+    if message:
+        print(f"note: {message}", file=sys.stderr)
+
+
+@app.command("verify")
+def verify_command(
+    store: Annotated[Path, typer.Argument(help="Result store of a sweep.", metavar="STORE")],
+) -> None:
+    """Check a store's integrity and count its cells.
+
+    Checks that every finished cell is readable and complete in every variable, that the
+    recorded config identity is consistent and the grid matches; counts the finished and the
+    half-written cells (recomputed by --resume). Prints one line of counts, then one per
+    problem; exit status 1 when there is a problem.
+    """
+    from featurefate import sweep as sweeps
+
+    check = sweeps.verify_store(store)
+    for line in check.lines():
+        typer.echo(line)
+    if not check.ok:
+        raise SystemExit(1)
 
 
 @app.command("figure")
@@ -576,6 +630,8 @@ def figure_command(
     from featurefate import sweep as sweeps
 
     v.choice("figure", name, paper.FIGURES)
+    finished, total = sweeps.require_cells(data, what="draw")
+    _note(sweeps.partial_note(data, finished, total))
     ds = sweeps.open_results(data)
     paths = paper.make_figure(name, ds, out)
     if not paths:
@@ -667,6 +723,7 @@ def reproduce_command(
     """
     import featurefate.reproduce as paper
 
+    paper.grid(num_alpha=num_alpha, num_theta=num_theta)  # checked before anything starts
     console = Console(stderr=True)
     tasks: dict = {}
     with _sigterm_as_interrupt(), _cell_progress(console) as progress:
@@ -700,9 +757,16 @@ def main(argv: list[str] | None = None) -> None:
 
     Every bad input ends in one line on stderr, ``error: <message>``, and no traceback: usage
     errors (a missing, unknown or malformed option) and a ``ValueError`` from the library (an
-    out-of-range or unknown value) exit with status 2; an ``OSError`` (e.g. an unwritable --out)
-    with status 1.
+    out-of-range or unknown value, named by the flag the user typed) exit with status 2; an
+    ``OSError`` (e.g. an unwritable --out, an unreachable scheduler) with status 1; so do a
+    diverged training run, running out of memory and any other error (a bug: its type and
+    message, and a pointer to ``--debug``). With ``--debug`` (before or after the command)
+    the error propagates with its traceback instead.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    command_name = _usage.command_of(argv)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="featurefate", standalone_mode=False)
@@ -712,10 +776,24 @@ def main(argv: list[str] | None = None) -> None:
         _fail(err.format_message(), 2)
     except typer.Abort:
         _fail("aborted", 1)
-    except ValueError as err:
-        _fail(err, 2)
-    except OSError as err:
-        _fail(err, 1)
-    except FloatingPointError as err:  # training diverged: the message names the step size
-        _fail(err, 1)
+    except typer.Exit:
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err):
+            _fail(f"out of memory ({type(err).__name__}): choose smaller sizes", 1)
+        if isinstance(err, ValueError):
+            _fail(_usage.in_flags(str(err), command_name), 2)
+        if isinstance(err, OSError | FloatingPointError):  # FloatingPointError: diverged
+            _fail(err, 1)
+        _fail(
+            f"unexpected {type(err).__name__}: {err} (a bug; `featurefate --debug ...` shows "
+            "the traceback)",
+            1,
+        )
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _fail("interrupted", 130)
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -1049,6 +1049,8 @@ def reproduce(
     from featurefate import sweep as sweeps
 
     scale = v.choice("scale", scale, SCALES)
+    num_alpha, num_theta = theory_resolution
+    grid(num_alpha=num_alpha, num_theta=num_theta)  # checked before any sweep runs
     if configs is None:
         files = scale_configs(scale)
     else:
@@ -1057,6 +1059,8 @@ def reproduce(
     if len({name for name, _ in configs}) != len(configs):
         raise ValueError("configs must have distinct file names (each names its store)")
     out = Path(out)
+    for name, config in configs:  # every store usable (same config, no other writer) first
+        sweeps.check_sweep(config, out / "data" / f"{name}.zarr", resume=True)
     figures_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
     stores, failures, paths = [], [], []
@@ -1077,11 +1081,20 @@ def reproduce(
     except KeyboardInterrupt:
         return ReproduceResult(out / "report.md", paths, failures, interrupted=True)
 
+    # a store without a finished cell has nothing to draw or report: say so, once
+    empty = {}
+    for name, _, store in stores:
+        finished, total = sweeps.cell_counts(store)
+        if not finished:
+            empty[name] = f"0 of {total} cells finished, no figures or numbers"
+            failures.append(f"{name}: store {store} has {empty[name]}")
+    drawable = [entry for entry in stores if entry[0] not in empty]
+
     # every figure in its own task, on local processes (files are written here, also when the
     # cells ran on a cluster)
     jobs = [
         (name, spec.name)
-        for name, config, _ in stores
+        for name, config, _ in drawable
         for spec in FIGURES.values()
         if spec.experiment == config.experiment
     ]
@@ -1091,7 +1104,7 @@ def reproduce(
     if progress is not None:
         progress("figures", 0, total)
     store_of = {name: store for name, _, store in stores}
-    results = {name: sweeps.open_results(store) for name, _, store in stores}  # warms the cache
+    results = {name: sweeps.open_results(store) for name, _, store in drawable}  # warms the cache
     with sweeps.executor(workers=workers if scheduler is None else None) as pool:
         futures = {
             pool.submit(_draw_store_figure, fig, store_of[name], figures_dir): (name, fig)
@@ -1111,8 +1124,12 @@ def reproduce(
 
     sections = []
     for name, config, store in stores:
-        ds = results[name]
         section = ReportSection(f"{name}: {config.description or config.experiment}", store)
+        if name in empty:
+            section.notes.append(f"The store has {empty[name]}.")
+            sections.append(section)
+            continue
+        ds = results[name]
         section.notes.extend(SECTION_NOTES.get(config.experiment, ()))
         if getattr(config.config, "alpha_source", ()):
             section.notes.extend(SECTION_NOTES.get(f"{config.experiment}/finite_source", ()))

@@ -74,7 +74,24 @@ class TrainingOptions:
     method: str = "semi-implicit"
 
     def __post_init__(self):
+        """Every option as :func:`featurefate.training.train` checks it, on construction: a
+        sweep's config is refused before any cell runs rather than failing in every cell."""
         v.choice("method", self.method, METHODS)
+        if isinstance(self.step_size, str):
+            if self.step_size != "auto":
+                raise ValueError(
+                    f"step_size must be 'auto' or a number > 0; got {self.step_size!r}"
+                )
+        else:
+            v.real_array("step_size", self.step_size, low=0.0, low_open=True)
+        v.real_array("eta", self.eta, low=0.0, high=2.0, low_open=True, high_open=True)
+        v.real_array("tol", self.tol, low=0.0)
+        v.integer("max_steps", self.max_steps, low=1)
+        if self.max_time is not None:
+            v.real_array("max_time", self.max_time, low=0.0)
+        v.integer("check_every", self.check_every, low=1)
+        if self.max_move is not None:
+            v.real_array("max_move", self.max_move, low=0.0, low_open=True)
 
     def as_kwargs(self) -> dict:
         return {

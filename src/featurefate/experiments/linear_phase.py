@@ -100,6 +100,8 @@ class LinearPhaseConfig:
             v.real_array(
                 name, getattr(self, name), low=0.0, high=2.0, low_open=True, high_open=True
             )
+        if self.finetune_max_move is not None:
+            v.real_array("finetune_max_move", self.finetune_max_move, low=0.0, low_open=True)
         # stage_options sets these per stage: refuse them here rather than overwrite them
         unset = TrainingOptions()
         for name, instead in (

@@ -80,6 +80,25 @@ def _transfer_error(method, alpha, theta, sigma, *, lam, variant, dim):
     return theory.finetune_error(alpha, theta, sigma, variant=variant, dim=dim)
 
 
+MAX_POINTS = 20_000
+"""Most points along one axis of :func:`grid` (far beyond any figure's resolution)."""
+MAX_GRID = 4_000_000
+"""Most points of a whole grid: each array of the diagram is then at most 32 MB."""
+
+
+def _sample_count_at_least_one(alpha, dim) -> None:
+    """Refuse finite-size points with fewer than one sample: ``n = alpha * dim < 1``."""
+    dim = v.integer("dim", dim, low=1, allow_none=True)
+    if dim is None:
+        return
+    smallest = float(np.min(v.real_array("alpha", alpha, low=0.0, low_open=True)))
+    if smallest * dim < 1.0 - 1e-9:
+        raise ValueError(
+            f"alpha * dim must be at least 1 (one sample) for the finite-size forms; got "
+            f"alpha = {smallest:g} at dim = {dim}, n = {smallest * dim:g}"
+        )
+
+
 def grid(alpha_max=2.0, num_alpha=400, num_theta=300, theta_max=np.pi / 2):
     r"""The 1-D coordinates of a phase diagram.
 
@@ -93,9 +112,10 @@ def grid(alpha_max=2.0, num_alpha=400, num_theta=300, theta_max=np.pi / 2):
     alpha_max : float, default 2.0
         Largest ``n / D``, > 0.
     num_alpha : int, default 400
-        Number of alpha values, >= 1.
+        Number of alpha values, in [1, :data:`MAX_POINTS`].
     num_theta : int, default 300
-        Number of theta values, >= 2.
+        Number of theta values, in [2, :data:`MAX_POINTS`]; at most :data:`MAX_GRID` points
+        in all.
     theta_max : float, default pi/2
         Largest angle in radians, in (0, pi].
 
@@ -108,8 +128,13 @@ def grid(alpha_max=2.0, num_alpha=400, num_theta=300, theta_max=np.pi / 2):
     _single("theta_max", theta_max)
     alpha_max = float(v.real_array("alpha_max", alpha_max, low=0.0, low_open=True))
     theta_max = float(v.real_array("theta_max", theta_max, low=0.0, high=np.pi, low_open=True))
-    num_alpha = v.integer("num_alpha", num_alpha, low=1)
-    num_theta = v.integer("num_theta", num_theta, low=2)
+    num_alpha = v.integer("num_alpha", num_alpha, low=1, high=MAX_POINTS)
+    num_theta = v.integer("num_theta", num_theta, low=2, high=MAX_POINTS)
+    if num_alpha * num_theta > MAX_GRID:
+        raise ValueError(
+            f"num_alpha * num_theta must be at most {MAX_GRID:,} grid points; got "
+            f"{num_alpha} * {num_theta} = {num_alpha * num_theta:,}"
+        )
     alpha = alpha_max * np.arange(1, num_alpha + 1) / num_alpha
     theta = np.linspace(0.0, theta_max, num_theta)
     return alpha, theta
@@ -160,8 +185,8 @@ def phase_diagram(method, sigma, *, lam=None, variant=None, alpha=None, theta=No
     Raises
     ------
     ValueError
-        For an unknown method or variant, out-of-range values, or options that do not apply to
-        the method.
+        For an unknown method or variant, out-of-range values, options that do not apply to
+        the method, or with ``dim`` an ``alpha`` below one sample (``alpha * dim < 1``).
     """
     default_alpha, default_theta = grid()
     alpha = _coordinate("alpha", alpha, default_alpha)
@@ -170,6 +195,7 @@ def phase_diagram(method, sigma, *, lam=None, variant=None, alpha=None, theta=No
     if lam is not None:
         _single("lam", lam)
     variant = _resolve_variant(method, variant)
+    _sample_count_at_least_one(alpha, dim)
     a, t = alpha[:, None], theta[None, :]
     shape = (alpha.size, theta.size)
     transferability = theory.transferability(method, a, t, sigma, lam=lam, variant=variant, dim=dim)
@@ -278,6 +304,7 @@ def theory_point(method, alpha, theta, sigma, *, lam=None, variant=None, dim=Non
     transferability = theory.transferability(
         method, alpha, theta, sigma, lam=lam, variant=variant, dim=dim
     )
+    _sample_count_at_least_one(alpha, dim)
     out = {
         "method": method,
         "alpha": float(alpha),

@@ -13,25 +13,35 @@ from featurefate.sweep.config import (
     resolve_config,
 )
 from featurefate.sweep.executors import default_workers, executor, local_executor
-from featurefate.sweep.runner import CellFailure, SweepReport, run_one, run_sweep
+from featurefate.sweep.lock import StoreLock, StoreLocked
+from featurefate.sweep.runner import CellFailure, SweepReport, check_sweep, run_one, run_sweep
 from featurefate.sweep.seeding import cell_seed
 from featurefate.sweep.store import (
     ResultStore,
     StoreError,
+    cell_counts,
     export_netcdf,
     open_results,
+    partial_note,
     read_sweep_config,
+    require_cells,
 )
+from featurefate.sweep.verify import StoreCheck, verify_store
 
 __all__ = [
     "CellFailure",
     "ConfigError",
     "ResultStore",
+    "StoreCheck",
     "StoreError",
+    "StoreLock",
+    "StoreLocked",
     "SweepConfig",
     "SweepReport",
     "bundled_configs",
+    "cell_counts",
     "cell_seed",
+    "check_sweep",
     "default_workers",
     "executor",
     "export_netcdf",
@@ -39,8 +49,11 @@ __all__ = [
     "load_config",
     "local_executor",
     "open_results",
+    "partial_note",
     "read_sweep_config",
+    "require_cells",
     "resolve_config",
     "run_one",
     "run_sweep",
+    "verify_store",
 ]

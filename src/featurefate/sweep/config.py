@@ -63,6 +63,9 @@ class SweepConfig:
     grid : dict of str to tuple of float
         Values of each cell axis, in the family's axis order.
     description : str
+    source : str
+        Where the config came from (a bundled config's name or a file's absolute path), to
+        name in messages; not part of the sweep's identity.
     """
 
     experiment: str
@@ -70,6 +73,7 @@ class SweepConfig:
     seed: int
     grid: dict[str, tuple[float, ...]]
     description: str = ""
+    source: str = ""
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -194,7 +198,16 @@ def build_dataclass(cls, table: dict, *, source: str = "", prefix: str = ""):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        _fail(source, f"{prefix.rstrip('.') or 'fixed'}: {err}")
+        _fail(source, _keyed(prefix, str(err), fields))
+
+
+def _keyed(prefix: str, message: str, fields) -> str:
+    """A dataclass's message in the config's spelling: ``tol must be ...`` of the table
+    ``fixed.training.`` reads ``fixed.training.tol must be ...``."""
+    head = message.split(" ", 1)[0].rstrip(":;,")
+    if head.split(".", 1)[0] in fields:
+        return f"{prefix}{message}"
+    return f"{prefix.rstrip('.') or 'fixed'}: {message}"
 
 
 def from_dict(data: dict, *, source: str = "") -> SweepConfig:
@@ -237,7 +250,7 @@ def from_dict(data: dict, *, source: str = "") -> SweepConfig:
         _fail(source, f"grid.{missing[0]} is missing; {family.name} needs {', '.join(axes)}")
     grid = {axis: grid[axis] for axis in axes}
     config = build_dataclass(family.config_class, fixed, source=source, prefix="fixed.")
-    sweep = SweepConfig(family.name, config, seed, grid, description)
+    sweep = SweepConfig(family.name, config, seed, grid, description, source)
     if math.prod(sweep.shape) > _MAX_CELLS:
         _fail(source, f"the grid has {math.prod(sweep.shape)} cells; at most {_MAX_CELLS} allowed")
     check = getattr(family.module, "check_cell", None)
@@ -299,4 +312,7 @@ def load_config(path) -> SweepConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    return from_dict(data, source=str(path))
+    sweep = from_dict(data, source=str(path))
+    bundled = bundled_configs()
+    name = path.stem if bundled.get(path.stem) == path else str(path.resolve())
+    return dataclasses.replace(sweep, source=name)

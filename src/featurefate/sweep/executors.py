@@ -26,6 +26,9 @@ from featurefate import _validation as v
 _SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
+MAX_WORKERS_PER_CORE = 4
+"""Local worker processes allowed per usable core."""
+
 _BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -79,7 +82,8 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
     initializer imports NumPy, and with it OpenBLAS, which would then start one thread per
     core in every worker (oversubscribed, its spinning threads made cells up to 10x slower).
     """
-    workers = v.integer("workers", workers, low=1)
+    # more processes than cores only slow single-threaded cells down (and each holds a JAX)
+    workers = v.integer("workers", workers, low=1, high=MAX_WORKERS_PER_CORE * default_workers())
     _single_thread_environment(os.environ)
     return ProcessPoolExecutor(
         max_workers=workers,

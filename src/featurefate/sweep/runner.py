@@ -8,18 +8,27 @@ error and the others go on; an interrupted sweep keeps every cell finished befor
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import xarray as xr
 
 from featurefate import experiments
 from featurefate.sweep.config import SweepConfig
 from featurefate.sweep.executors import single_thread_xla
+from featurefate.sweep.lock import (
+    StoreLock,
+    StoreLocked,
+    describe,
+    holder_if_locked,
+    locked_message,
+)
 from featurefate.sweep.seeding import cell_seed
-from featurefate.sweep.store import ResultStore
+from featurefate.sweep.store import ResultStore, StoreError
 
 WALL_TIME = "cell_wall_time"
 WALL_TIME_NOTE = "seconds the worker spent in run_cell (a measurement, not a result)"
@@ -64,10 +73,33 @@ class SweepReport:
     failed: list[CellFailure] = field(default_factory=list)
     interrupted: bool = False
     wall_time: float = 0.0
+    messages: list[str] = field(default_factory=list)
+    """Notes for the user (a stale lock taken over)."""
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.interrupted
+
+
+def check_sweep(sweep: SweepConfig, store_path, *, resume: bool = False, overwrite: bool = False):
+    """Refuse now what :func:`run_sweep` would refuse once started, changing nothing: a store
+    another sweep writes, one that exists (without ``resume`` or ``overwrite``) or belongs to
+    another config, or an ``--out`` whose folder cannot be written.
+
+    Raises
+    ------
+    featurefate.sweep.lock.StoreLocked
+    featurefate.sweep.store.StoreError
+    """
+    holder = holder_if_locked(store_path)
+    if holder is not None:
+        raise StoreLocked(locked_message(store_path, holder))
+    ResultStore.check(store_path, sweep, resume=resume, overwrite=overwrite)
+    folder = Path(store_path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create --out {store_path}: {folder} is not a writable folder")
 
 
 def run_sweep(
@@ -76,8 +108,10 @@ def run_sweep(
     *,
     executor: Executor,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     max_in_flight: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> SweepReport:
     """Run every cell of ``sweep`` that the store at ``store_path`` does not have yet.
 
@@ -90,10 +124,15 @@ def run_sweep(
         From :func:`featurefate.sweep.executors.executor` (local processes or Dask).
     resume : bool
         Reopen an existing store of the same config and skip its done cells.
+    overwrite : bool
+        Remove an existing store at ``store_path`` (a featurefate store only) and start afresh.
     progress : callable, optional
         ``progress(finished, pending)``: called with 0 first, then after each cell.
     max_in_flight : int, optional
         Submit at most this many cells ahead (default: all at once).
+    log : callable, optional
+        ``log(message)`` for notes as they happen (a stale lock taken over); they are also in
+        the report's ``messages``.
 
     Returns
     -------
@@ -104,10 +143,39 @@ def run_sweep(
     Raises
     ------
     featurefate.sweep.store.StoreError
-        A store that exists without ``resume``, or that belongs to another config.
+        A store that exists without ``resume`` or ``overwrite``, or that belongs to another
+        config.
+    featurefate.sweep.lock.StoreLocked
+        Another sweep writes the store now (the message names it). The lock file
+        ``<store_path>.lock`` is held from before the store is opened until the sweep ends.
     """
     start = time.perf_counter()
-    store = ResultStore.open(store_path, sweep, resume=resume)
+    with StoreLock.acquire(store_path) as lock:
+        messages = []
+        if lock.taken_over is not None:
+            messages.append(
+                f"took over the lock of {store_path}: its holder, {describe(lock.taken_over)}, "
+                "ended without releasing it"
+            )
+            if log is not None:
+                log(messages[-1])
+        report = _run_locked(
+            sweep,
+            store_path,
+            executor=executor,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            max_in_flight=max_in_flight,
+        )
+        report.messages[:0] = messages
+    report.wall_time = time.perf_counter() - start
+    return report
+
+
+def _run_locked(sweep, store_path, *, executor, resume, overwrite, progress, max_in_flight):
+    """:func:`run_sweep` once the store's lock is held."""
+    store = ResultStore.open(store_path, sweep, resume=resume, overwrite=overwrite)
     done = store.done()
     todo = [
         (index, cell)
@@ -150,5 +218,4 @@ def run_sweep(
         report.interrupted = True
         for future in running:
             future.cancel()
-    report.wall_time = time.perf_counter() - start
     return report

@@ -13,12 +13,16 @@ leaves every other cell intact and the interrupted one marked not done, to be re
 ``--resume``. The data variables are created when the first cell arrives (their shapes come from
 ``run_cell``); scalar coordinates of a cell that are not axes (``n``) become variables.
 
+While a sweep writes a store it holds ``STORE.lock`` beside it (:mod:`featurefate.sweep.lock`);
+:mod:`featurefate.sweep.verify` checks a store's integrity.
+
 :func:`open_results` reads a store back as an :class:`xarray.Dataset` with the cells that are not
 done masked to NaN; :func:`export_netcdf` writes that dataset to one NetCDF file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +39,9 @@ import featurefate
 from featurefate.sweep.config import SweepConfig
 
 _SWEEP_ATTR = "featurefate_sweep"
+_SOURCE_ATTR = "config_source"
+CHUNKS_ATTR = "every_cell_chunk_written"
+"""Set in a store whose every finished cell has a chunk file in every variable."""
 _CELL_ATTRS_DROPPED = ("seed",)
 
 
@@ -63,11 +70,70 @@ def read_sweep_config(path) -> dict:
         If ``path`` is not a featurefate store.
     """
     path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no such store: {path}")
     try:
         group = zarr.open_group(str(path), mode="r")
         return json.loads(group.attrs[_SWEEP_ATTR])
     except (FileNotFoundError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError):
         raise StoreError(f"{path} is not a featurefate result store") from None
+
+
+def resume_hint(path) -> str:
+    """The command that finishes the store at ``path``: ``featurefate sweep CONFIG --out PATH
+    --resume``, with the config the store was made from where it recorded it."""
+    return f"featurefate sweep {_stored_source(path) or 'CONFIG'} --out {path} --resume"
+
+
+def _stored_source(path) -> str:
+    """The config a store was made from, as recorded in it (``""`` when not recorded)."""
+    with contextlib.suppress(OSError, KeyError, ValueError, zarr.errors.BaseZarrError):
+        return str(zarr.open_group(str(path), mode="r").attrs.get(_SOURCE_ATTR, ""))
+    return ""
+
+
+def cell_counts(path) -> tuple[int, int]:
+    """``(finished, total)`` cells of the store at ``path``.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is not a featurefate store.
+    """
+    read_sweep_config(path)
+    try:
+        done = np.asarray(zarr.open_group(str(path), mode="r")["done"][...], dtype=bool)
+    except (KeyError, OSError, ValueError, zarr.errors.BaseZarrError):
+        raise StoreError(f"{path} is a damaged store: it has no readable done array") from None
+    return int(done.sum()), int(done.size)
+
+
+def require_cells(path, *, what: str = "") -> tuple[int, int]:
+    """``(finished, total)`` of the store at ``path``, which must have a finished cell.
+
+    Raises
+    ------
+    StoreError
+        ``store PATH has 0 of N cells finished; run `featurefate sweep ... --resume```.
+    """
+    finished, total = cell_counts(path)
+    if finished == 0:
+        purpose = f" to {what}" if what else ""
+        raise StoreError(
+            f"store {path} has 0 of {total} cells finished, nothing{purpose}; run "
+            f"`{resume_hint(path)}`"
+        )
+    return finished, total
+
+
+def partial_note(path, finished: int, total: int) -> str:
+    """One line saying what a partial store lacks (empty when every cell is finished)."""
+    if finished == total:
+        return ""
+    return (
+        f"store {path} has {finished} of {total} cells finished (the others are NaN); "
+        f"finish it with `{resume_hint(path)}`"
+    )
 
 
 class ResultStore:
@@ -80,38 +146,86 @@ class ResultStore:
         self._arrays: dict = {}  # open array handles: metadata is read once, not per cell
 
     @classmethod
-    def open(cls, path, sweep: SweepConfig, *, resume: bool = False) -> ResultStore:
+    def open(
+        cls, path, sweep: SweepConfig, *, resume: bool = False, overwrite: bool = False
+    ) -> ResultStore:
         """Create the store of ``sweep`` at ``path``, or with ``resume`` reopen it.
+
+        The caller holds the store's lock (:class:`featurefate.sweep.lock.StoreLock`).
+
+        Parameters
+        ----------
+        overwrite : bool
+            Remove a featurefate store (or an empty folder) at ``path`` first and start afresh;
+            not with ``resume``.
 
         Raises
         ------
         StoreError
-            ``path`` exists and ``resume`` is false; or it is a store of a different config;
-            or it exists and is not a featurefate store.
+            ``path`` exists and neither ``resume`` nor ``overwrite`` is given; or it is a
+            store of a different config (``resume``); or it exists and is not a featurefate
+            store (``resume``, ``overwrite``); or both ``resume`` and ``overwrite``.
         """
         path = Path(path)
-        exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
-        if exists and not resume:
-            raise StoreError(
-                f"{path} already exists; pass --resume to finish that sweep, or choose another --out"
-            )
-        if exists:
-            stored = read_sweep_config(path)
-            wanted = json.loads(sweep.to_json())
-            if stored != wanted:
-                raise StoreError(
-                    f"{path} was written by a different config ({_diff(stored, wanted)}); "
-                    "resume it with its own config, or choose another --out"
-                )
-            if "done" not in zarr.open_group(str(path), mode="r").array_keys():
-                cls._create(path, sweep)  # killed while being created: nothing in it yet
-        else:
-            cls._create(path, sweep)
+        action = cls.check(path, sweep, resume=resume, overwrite=overwrite)
+        # killed while being created: nothing in it yet, create it again
+        if action != "resume" or "done" not in zarr.open_group(str(path), mode="r").array_keys():
+            cls._create(path, sweep)  # removes what is at path first (overwrite)
         return cls(path, sweep)
 
     @staticmethod
+    def check(path, sweep: SweepConfig, *, resume: bool = False, overwrite: bool = False) -> str:
+        """What :meth:`open` would do at ``path``, without doing it: ``"create"``,
+        ``"resume"`` or ``"overwrite"`` (so a sweep can refuse before it starts anything).
+
+        Raises
+        ------
+        StoreError
+            As :meth:`open`.
+        """
+        path = Path(path)
+        if resume and overwrite:
+            raise StoreError("give either --resume or --overwrite, not both")
+        exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
+        if not exists:
+            return "create"
+        if overwrite:
+            try:  # removes nothing but a featurefate store
+                read_sweep_config(path)
+            except StoreError:
+                raise StoreError(
+                    f"{path} is not a featurefate result store, and --overwrite removes only "
+                    "one; choose another --out"
+                ) from None
+            return "overwrite"
+        if not resume:
+            raise StoreError(
+                f"{path} already exists; pass --resume to finish that sweep, --overwrite to "
+                "start it afresh, or choose another --out"
+            )
+        stored = read_sweep_config(path)
+        wanted = json.loads(sweep.to_json())
+        if stored.get("experiment") != wanted["experiment"]:
+            source = _stored_source(path)
+            made = f" (made from {source})" if source else ""
+            raise StoreError(
+                f"{path} holds a {stored.get('experiment')} sweep{made} and the config is a "
+                f"{wanted['experiment']} sweep; resume a store with the config it was made "
+                "from, start it afresh with --overwrite, or choose another --out"
+            )
+        if stored != wanted:
+            raise StoreError(
+                f"{path} was written by a different config ({_diff(stored, wanted)}); "
+                "resume it with its own config, start it afresh with --overwrite, or "
+                "choose another --out"
+            )
+        return "resume"
+
+    @staticmethod
     def _create(path: Path, sweep: SweepConfig) -> None:
-        if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            pass  # an empty folder (made for the store, or the working directory): fill it
+        elif path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         coords = {axis: np.asarray(values) for axis, values in sweep.grid.items()}
         done = xr.DataArray(np.zeros(sweep.shape, dtype=bool), dims=sweep.axes, coords=coords)
@@ -128,8 +242,11 @@ class ResultStore:
         )
         encoding = {"done": {"chunks": (1,) * len(sweep.axes), "compressors": None}}
         ds.to_zarr(str(path), mode="w-", consolidated=False, encoding=encoding, zarr_format=2)
+        group = zarr.open_group(str(path), mode="r+")
+        group.attrs[_SOURCE_ATTR] = sweep.source
+        group.attrs[CHUNKS_ATTR] = 1  # an int: NetCDF has no boolean attributes
         # the identity goes last: a store without it is not a store (killed while creating)
-        zarr.open_group(str(path), mode="r+").attrs[_SWEEP_ATTR] = sweep.to_json()
+        group.attrs[_SWEEP_ATTR] = sweep.to_json()
 
     def done(self) -> np.ndarray:
         """Boolean array over the grid: which cells are complete."""
@@ -172,7 +289,10 @@ class ResultStore:
         if not set(names) <= set(self._arrays):
             if not set(names) <= set(self._group.array_keys()):
                 self._create_variables(cell)
-            self._arrays = {name: self._group[name] for name in self._group.array_keys()}
+            # every cell's chunk is written, also one equal to the fill value (zarr skips
+            # those by default), so that `featurefate verify` can tell a missing cell
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                self._arrays = {name: self._group[name] for name in self._group.array_keys()}
         writes = []
         for name in names:
             target = self._arrays[name]

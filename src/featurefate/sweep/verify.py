@@ -1,0 +1,207 @@
+"""``featurefate verify STORE``: is a result store whole, and how far has its sweep got?
+
+:func:`verify_store` reads a store as the sweep left it and checks that
+
+- it is a featurefate store whose identity (the sweep config it records) is consistent with
+  the attributes it carries (experiment, root seed, config) and names a known experiment;
+- its ``done`` array and its axis coordinates match the recorded grid;
+- every array is readable, and every result variable spans the grid;
+- every finished cell is complete: its wall time is recorded, and (in stores that write every
+  cell's chunk, :data:`featurefate.sweep.store.CHUNKS_ATTR`) each variable has its chunk.
+
+It counts the finished cells and the half-written ones (values written, not marked done: a
+sweep stopped while writing them; ``--resume`` computes them again), and names the sweep that
+writes the store now, if any (:mod:`featurefate.sweep.lock`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from featurefate import experiments
+from featurefate.sweep.lock import describe, holder_if_locked
+from featurefate.sweep.runner import WALL_TIME
+from featurefate.sweep.store import (
+    _MERGED,
+    CHUNKS_ATTR,
+    partial_note,
+    read_sweep_config,
+)
+
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError)
+
+
+@dataclass
+class StoreCheck:
+    """What :func:`verify_store` found."""
+
+    path: Path
+    experiment: str = ""
+    total: int = 0
+    """Cells in the grid."""
+    finished: int = 0
+    """Cells marked done."""
+    half_written: int = 0
+    """Cells with values but not marked done (recomputed by ``--resume``)."""
+    variables: int = 0
+    """Result variables."""
+    problems: list[str] = field(default_factory=list)
+    writer: dict | None = None
+    """The holder of the store's lock when a sweep writes it now."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """The report: one line of counts, then one per problem or note."""
+        out = [
+            f"{self.path}: {self.experiment or 'unknown experiment'}, {self.finished} of "
+            f"{self.total} cells finished, {self.half_written} half-written, "
+            f"{self.variables} result variables, "
+            + ("no problems" if self.ok else f"{len(self.problems)} problems")
+        ]
+        out += [f"problem: {problem}" for problem in self.problems]
+        if self.writer is not None:
+            out.append(f"note: a sweep writes it now ({describe(self.writer)}); counts may move")
+        if self.half_written:
+            out.append(
+                f"note: {self.half_written} cells were being written when a sweep stopped; "
+                "--resume computes them again"
+            )
+        if self.ok and self.finished < self.total:
+            out.append(f"note: {partial_note(self.path, self.finished, self.total)}")
+        return out
+
+
+def _cell_chunks(folder: Path, naxes: int) -> set[tuple[int, ...]]:
+    """Grid indices with a chunk file in a variable's folder (keys ``i.j.k[.0...]``)."""
+    cells = set()
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        parts = entry.name.split(".")
+        if entry.name.startswith(".") or len(parts) < naxes:
+            continue
+        try:
+            cells.add(tuple(int(p) for p in parts[:naxes]))
+        except ValueError:
+            continue
+    return cells
+
+
+def verify_store(path) -> StoreCheck:
+    """Check a store's integrity and count its cells (see the module docstring).
+
+    Raises
+    ------
+    StoreError
+        ``no such store: PATH``, or ``PATH is not a featurefate result store``.
+    """
+    path = Path(path)
+    stored = read_sweep_config(path)
+    check = StoreCheck(path)
+    problems = check.problems
+    check.writer = holder_if_locked(path)
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+
+    # identity
+    check.experiment = str(stored.get("experiment", ""))
+    try:
+        experiments.get(check.experiment)
+    except ValueError as err:
+        problems.append(f"the recorded experiment is unknown ({err})")
+    if attrs.get("experiment") != stored.get("experiment"):
+        problems.append(
+            f"config identity: the store's experiment attribute is {attrs.get('experiment')!r}, "
+            f"its sweep config says {stored.get('experiment')!r}"
+        )
+    if attrs.get("root_seed") != stored.get("seed"):
+        problems.append(
+            f"config identity: the store's root_seed attribute is {attrs.get('root_seed')!r}, "
+            f"its sweep config says {stored.get('seed')!r}"
+        )
+    try:
+        config_attr = json.loads(attrs.get("config", "null"))
+    except (TypeError, ValueError):
+        config_attr = None
+    if config_attr != stored.get("config"):
+        problems.append(
+            "config identity: the store's config attribute differs from its sweep config"
+        )
+    grid = stored.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        problems.append("config identity: the sweep config records no grid")
+        return check
+    check.total = int(np.prod([len(values) for values in grid.values()]))
+
+    # the done array and the axes (in the done array's order: the identity sorts its keys)
+    try:
+        done_array = group["done"]
+        done = np.asarray(done_array[...], dtype=bool)
+        axes = tuple(done_array.attrs.get("_ARRAY_DIMENSIONS", ()))
+    except _READ_ERRORS as err:
+        problems.append(f"the done array is missing or unreadable ({type(err).__name__})")
+        return check
+    if sorted(axes) != sorted(grid):
+        problems.append(f"the done array spans {axes}, the grid {tuple(grid)}")
+        return check
+    shape = tuple(len(grid[axis]) for axis in axes)
+    if done.shape != shape:
+        problems.append(f"the done array has shape {done.shape}, the grid {shape}")
+        return check
+    check.finished = int(done.sum())
+    for axis, values in grid.items():
+        try:
+            coord = np.asarray(group[axis][...])
+        except _READ_ERRORS:
+            problems.append(f"the coordinate {axis} is missing or unreadable")
+            continue
+        if coord.shape != (len(values),) or not np.array_equal(coord, np.asarray(values)):
+            problems.append(f"the coordinate {axis} differs from the recorded grid")
+
+    # the result variables: readable, over the grid, complete in every finished cell
+    strict = bool(attrs.get(CHUNKS_ATTR, False))
+    finished = {tuple(int(i) for i in index) for index in np.argwhere(done)}
+    written: set[tuple[int, ...]] = set()
+    names = [n for n in group.array_keys() if n not in (*axes, "done") and n != _MERGED]
+    for name in sorted(names):
+        try:
+            array = group[name]
+            dims = tuple(array.attrs.get("_ARRAY_DIMENSIONS", ()))
+        except _READ_ERRORS as err:
+            problems.append(f"variable {name} is unreadable ({type(err).__name__})")
+            continue
+        if dims[: len(axes)] != axes:
+            continue  # a coordinate of the cells' own dims (instance, lam, ...)
+        check.variables += 1
+        if tuple(array.shape[: len(axes)]) != shape:
+            problems.append(f"variable {name} has shape {array.shape}, not over the grid {shape}")
+            continue
+        try:
+            values = np.asarray(array[...])
+        except _READ_ERRORS as err:
+            problems.append(f"variable {name} is unreadable ({type(err).__name__}: {err})")
+            continue
+        present = _cell_chunks(path / name, len(axes))
+        written |= present
+        missing = finished - present
+        if strict and missing:
+            first = sorted(missing)[0]
+            where = ", ".join(f"{a}={grid[a][i]:g}" for a, i in zip(axes, first, strict=True))
+            problems.append(
+                f"variable {name} lacks {len(missing)} finished cells, the first at ({where})"
+            )
+        if name == WALL_TIME and finished:
+            times = values[done]
+            bad = int((~np.isfinite(times) | (times <= 0)).sum())
+            if bad:
+                problems.append(f"{bad} finished cells have no recorded wall time")
+    if finished and not check.variables:
+        problems.append(f"{check.finished} cells are marked finished but no result is stored")
+    check.half_written = len(written - finished)
+    return check
