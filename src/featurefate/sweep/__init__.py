@@ -12,7 +12,13 @@ from featurefate.sweep.config import (
     load_config,
     resolve_config,
 )
-from featurefate.sweep.executors import default_workers, executor, local_executor
+from featurefate.sweep.executors import (
+    ExecutorLost,
+    SchedulerUnreachable,
+    default_workers,
+    executor,
+    local_executor,
+)
 from featurefate.sweep.runner import CellFailure, SweepReport, run_one, run_sweep
 from featurefate.sweep.seeding import cell_seed
 from featurefate.sweep.store import (
@@ -22,16 +28,20 @@ from featurefate.sweep.store import (
     open_results,
     read_sweep_config,
 )
+from featurefate.sweep.tls import cluster_security
 
 __all__ = [
     "CellFailure",
     "ConfigError",
+    "ExecutorLost",
     "ResultStore",
+    "SchedulerUnreachable",
     "StoreError",
     "SweepConfig",
     "SweepReport",
     "bundled_configs",
     "cell_seed",
+    "cluster_security",
     "default_workers",
     "executor",
     "export_netcdf",
