@@ -487,48 +487,42 @@ def test_tls_cluster_round_trip(reference, certs_output, config_path, tmp_path, 
             executors.reach_scheduler(cluster.address, security=stranger, timeout=3)
 
 
-def _kill_on_first_cell(action):
-    """A progress callback that calls ``action`` once, when the first cell is written."""
-    fired = threading.Event()
+def _kill_the_first_busy_worker(cluster, victims: list, stop: threading.Event) -> None:
+    """Watch the scheduler; kill the first worker that is given a cell (it is then busy with
+    it: a fresh worker spends seconds starting JAX for its first cell)."""
+    from distributed import Client
 
-    def progress(done, total):
-        if done >= 1 and not fired.is_set():
-            fired.set()
-            action()
-
-    return progress, fired
+    with Client(
+        cluster.address, security=cluster.security, timeout=30, set_as_default=False
+    ) as client:
+        while not stop.is_set():
+            busy = [address for address, keys in client.processing().items() if keys]
+            if busy:
+                name = client.scheduler_info()["workers"][busy[0]]["name"]
+                Cluster.kill(cluster.workers[name])
+                victims.append(name)
+                return
+            time.sleep(0.02)
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_sweep(reference, certs_output, config_path, tmp_path):
-    """Dask runs the killed worker's cells again on the other: each cell is written once."""
-    from distributed import Client
-
+    """Dask runs the killed worker's cell again on the other: each cell is written once."""
     cfg = sweep.load_config(config_path)
     with tls_cluster(certs_output, tmp_path, workers=2) as cluster:
-        victims = []
-
-        def kill_a_busy_worker():
-            with Client(
-                cluster.address, security=cluster.security, timeout=10, set_as_default=False
-            ) as client:
-                processing = client.processing()
-                names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
-            busy = [names[a] for a, keys in processing.items() if keys]
-            assert busy, "no cell in flight to lose"
-            victims.append(busy[0])
-            Cluster.kill(cluster.workers[busy[0]])
-
-        progress, fired = _kill_on_first_cell(kill_a_busy_worker)
+        victims, stop = [], threading.Event()
+        watch = threading.Thread(target=_kill_the_first_busy_worker, args=(cluster, victims, stop))
+        watch.start()
         seen = []
-        with sweep.executor(scheduler=cluster.address, security=cluster.security) as pool:
-            report = sweep.run_sweep(
-                cfg,
-                tmp_path / "s.zarr",
-                executor=pool,
-                progress=lambda d, t: (seen.append(d), progress(d, t)),
-            )
-        assert fired.is_set() and victims
+        try:
+            with sweep.executor(scheduler=cluster.address, security=cluster.security) as pool:
+                report = sweep.run_sweep(
+                    cfg, tmp_path / "s.zarr", executor=pool, progress=lambda d, t: seen.append(d)
+                )
+        finally:
+            stop.set()
+            watch.join()
+        assert len(victims) == 1, "no worker was killed"
         assert cluster.workers[victims[0]].poll() is not None
     assert report.ok and report.completed == CELLS
     assert seen == list(range(CELLS + 1))  # every cell written exactly once

@@ -27,6 +27,7 @@ from concurrent.futures import (
     Future,
     InvalidStateError,
     ProcessPoolExecutor,
+    ThreadPoolExecutor,
 )
 from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager, suppress
@@ -153,7 +154,9 @@ def reach_scheduler(address: str, *, security=None, timeout: float = 10.0) -> No
     args = {} if security is None else security.get_connection_args("client")
     start = time.monotonic()
     try:
-        asyncio.run(_probe(address, timeout, args))
+        # in a thread of its own: the caller may be running an event loop (a notebook)
+        with ThreadPoolExecutor(1, thread_name_prefix="featurefate-probe") as probe:
+            probe.submit(asyncio.run, _probe(address, timeout, args)).result()
     except (TimeoutError, OSError, ValueError, TypeError) as err:
         elapsed = time.monotonic() - start
         after = f"{timeout:g}" if elapsed >= timeout else f"{elapsed:.1f}"
@@ -230,8 +233,9 @@ class DaskPool(Executor):
                     future.set_exception(error)
 
         def cancel_task(future: Future) -> None:
-            if future.cancelled():
-                dask_future.cancel()
+            if future.cancelled() and dask_future.status == "pending":
+                with suppress(Exception):  # a client already closed has nothing to cancel
+                    dask_future.cancel()
 
         future.add_done_callback(cancel_task)
         dask_future.add_done_callback(settle)
