@@ -348,6 +348,10 @@ def test_tls_options_through_the_cli_are_one_line(certs_output, config_path, tmp
     assert capsys.readouterr().err.strip() == (
         "error: scheduler tls://127.0.0.1:1 needs --tls-cert too"
     )
+    assert _exit([*argv[:4], "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: connect timeout must be a finite number in (0, inf); got 0"
+    )
     assert not (tmp_path / "s.zarr").exists()
 
 
