@@ -374,8 +374,9 @@ Scheduler = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        metavar="tcp://HOST:PORT",
-        help="Run the cells on this running Dask scheduler instead of local processes.",
+        metavar="tcp|tls://HOST:PORT",
+        help="Run the cells on this running Dask scheduler instead of local processes "
+        "(tls:// with the --tls-* options or Dask's TLS config).",
     ),
 ]
 
