@@ -32,8 +32,6 @@ from featurefate.sweep import certs as cluster_certs
 from featurefate.sweep import executors, runner
 from featurefate.sweep.store import ResultStore
 
-pytest.importorskip("cryptography")
-
 CONFIG = """
 experiment = "linear_phase"
 seed = 5
