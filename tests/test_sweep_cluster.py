@@ -477,16 +477,20 @@ def test_tls_cluster_round_trip(reference, certs_output, config_path, tmp_path, 
         _assert_same_numbers(reference, sweep.open_results(tmp_path / "s.zarr"))
 
         plain = cluster.address.replace("tls://", "tcp://")
-        with pytest.raises(sweep.SchedulerUnreachable, match=f"cannot reach scheduler {plain}"):
+        with pytest.raises(sweep.SchedulerUnreachable) as info:
             executors.reach_scheduler(plain, timeout=3)
+        assert str(info.value).startswith(f"cannot reach scheduler {plain}: ")
+        assert "(a TLS scheduler? then give --scheduler tls://...)" in str(info.value)
         stranger = sweep.cluster_security(
             cluster.address,
             ca_file=other / "ca.pem",
             cert=other / "client.pem",
             key=other / "client-key.pem",
         )
-        with pytest.raises(sweep.SchedulerUnreachable, match="cannot reach scheduler tls://"):
+        with pytest.raises(sweep.SchedulerUnreachable) as info:
             executors.reach_scheduler(cluster.address, security=stranger, timeout=3)
+        assert str(info.value).startswith(f"cannot reach scheduler {cluster.address}: ")
+        assert "certificates of another cluster's CA?" in str(info.value)
 
 
 def _kill_the_first_busy_worker(cluster, victims: list, stop: threading.Event) -> None:

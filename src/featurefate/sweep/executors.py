@@ -120,6 +120,13 @@ class ExecutorLost(ConnectionError):
     died. The cells finished before are kept in the store; the others can be resumed."""
 
 
+# Dask retries a refused connection until the time-out; what fails at once is the handshake
+_HINTS = {
+    "tcp": " (a TLS scheduler? then give --scheduler tls://...)",
+    "tls": " (a plain tcp:// scheduler, or certificates of another cluster's CA?)",
+}
+
+
 def _reason(err: BaseException) -> str:
     """The first line of the most telling error in ``err``'s chain (Dask wraps the socket's
     error in its own time-out)."""
@@ -161,8 +168,8 @@ def reach_scheduler(address: str, *, security=None, timeout: float = 10.0) -> No
         elapsed = time.monotonic() - start
         after = f"{timeout:g}" if elapsed >= timeout else f"{elapsed:.1f}"
         reason = _reason(err)
-        if tls.scheme(address) == "tcp" and re.search("reset|closed", reason, re.IGNORECASE):
-            reason += " (a TLS scheduler? then give --scheduler tls://...)"
+        if elapsed < timeout:  # refused at once by something that listens: a wrong protocol?
+            reason += _HINTS.get(tls.scheme(address), "")
         raise SchedulerUnreachable(
             f"cannot reach scheduler {address}: {reason} (after {after} s)"
         ) from None
