@@ -376,7 +376,10 @@ def test_scheduler_errors(tmp_path):
     with pytest.raises(ValueError, match="tcp://HOST:PORT"), sweep.executor(scheduler="localhost"):
         pass
     with (
-        pytest.raises(OSError, match="cannot reach the Dask scheduler"),
+        pytest.raises(
+            sweep.SchedulerUnreachable,
+            match=r"cannot reach scheduler tcp://127.0.0.1:9: .*\(after 1 s\)$",
+        ),
         sweep.executor(scheduler="tcp://127.0.0.1:9", timeout=1),
     ):
         pass

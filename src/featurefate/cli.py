@@ -393,8 +393,9 @@ Scheduler = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        metavar="tcp://HOST:PORT",
-        help="Run the cells on this running Dask scheduler instead of local processes.",
+        metavar="tcp|tls://HOST:PORT",
+        help="Run the cells on this running Dask scheduler instead of local processes "
+        "(tls:// with the --tls-* options or Dask's TLS config).",
     ),
 ]
 
@@ -505,6 +506,32 @@ def sweep_command(
             "--overwrite", help="Remove the featurefate store at STORE and start it afresh."
         ),
     ] = False,
+    tls_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-ca-file",
+            metavar="FILE",
+            help="The cluster's CA certificate (PEM), for a tls:// scheduler "
+            "(`featurefate cluster-certs` makes one). Without the --tls-* options, Dask's "
+            "config distributed.comm.tls.* names the files.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", metavar="FILE", help="This client's certificate (PEM)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", metavar="FILE", help="This client's private key (PEM)."),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECONDS",
+            help="Give up on an unreachable --scheduler after this long (exit status 2).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run an experiment over the grid of CONFIG into the store --out.
 
@@ -512,19 +539,22 @@ def sweep_command(
     training options) and the store (one sweep at a time writes it: a second is refused while
     STORE.lock names a live holder). Each finished cell is written at once. A failing cell is
     reported with its parameters and the others go on; the exit status is 1 when any cell
-    failed, 130 when interrupted (resume with --resume).
+    failed or the cluster was lost, 130 when interrupted (resume with --resume).
     """
     from featurefate import sweep as sweeps
 
     sweep_config = sweeps.load_config(config)
     sweeps.check_sweep(sweep_config, out, resume=resume, overwrite=overwrite)
+    security = sweeps.cluster_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
     console = Console(stderr=True)
     tasks: dict = {}
     report = None
     try:
         with (
             _sigterm_as_interrupt(),
-            sweeps.executor(workers=workers, scheduler=scheduler) as pool,
+            sweeps.executor(
+                workers=workers, scheduler=scheduler, security=security, timeout=connect_timeout
+            ) as pool,
             _cell_progress(console) as progress,
         ):
             report = sweeps.run_sweep(
@@ -541,6 +571,8 @@ def sweep_command(
     except KeyboardInterrupt:
         if report is None:  # before the sweep began: nothing was written
             raise
+    except sweeps.SchedulerUnreachable as err:
+        _fail(err, 2)
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (
@@ -553,6 +585,51 @@ def sweep_command(
         raise SystemExit(130)
     if report.failed:
         raise SystemExit(1)
+
+
+@app.command("cluster-certs")
+def cluster_certs_command(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory for the files (created if missing).", metavar="DIR")
+    ],
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hosts",
+            metavar="HOST[,HOST...]",
+            help="Names and IP addresses of the cluster's machines, the scheduler's first "
+            "(default: this machine, localhost, 127.0.0.1); repeat or separate by commas.",
+        ),
+    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", help="Days the certificates are valid.", metavar="N")
+    ] = 365,
+    port: Annotated[
+        int, typer.Option("--port", help="The scheduler's port, for the commands printed.")
+    ] = 8786,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the files of an earlier run.")
+    ] = False,
+) -> None:
+    """Make a CA and TLS certificates for the scheduler, the workers and the client of a lab
+    cluster, and print the commands that use them.
+
+    Keys are readable by their owner only. Copy ca.pem and a role's two files to each machine
+    of that role; keep ca-key.pem where it is.
+    """
+    from featurefate.sweep import certs as cluster_certs
+
+    names = [name for item in hosts or [] for name in item.split(",") if name.strip()]
+    made = cluster_certs.make_cluster_certs(directory, hosts=names, days=days, force=force)
+    for path in made.files():
+        typer.echo(f"wrote {path}")
+    commands = cluster_certs.command_lines(made, port=port)
+    typer.echo("\nscheduler (one machine):")
+    typer.echo(f"  {commands['scheduler']}")
+    typer.echo("workers (each worker machine; one single-threaded process per core):")
+    typer.echo(f"  {commands['worker']}")
+    typer.echo("sweep (the machine that holds the store):")
+    typer.echo(f"  {commands['sweep']}")
 
 
 @app.command("configs")

@@ -12,7 +12,13 @@ from featurefate.sweep.config import (
     load_config,
     resolve_config,
 )
-from featurefate.sweep.executors import default_workers, executor, local_executor
+from featurefate.sweep.executors import (
+    ExecutorLost,
+    SchedulerUnreachable,
+    default_workers,
+    executor,
+    local_executor,
+)
 from featurefate.sweep.lock import StoreLock, StoreLocked
 from featurefate.sweep.runner import CellFailure, SweepReport, check_sweep, run_one, run_sweep
 from featurefate.sweep.seeding import cell_seed
@@ -26,12 +32,15 @@ from featurefate.sweep.store import (
     read_sweep_config,
     require_cells,
 )
+from featurefate.sweep.tls import cluster_security
 from featurefate.sweep.verify import StoreCheck, verify_store
 
 __all__ = [
     "CellFailure",
     "ConfigError",
+    "ExecutorLost",
     "ResultStore",
+    "SchedulerUnreachable",
     "StoreCheck",
     "StoreError",
     "StoreLock",
@@ -42,6 +51,7 @@ __all__ = [
     "cell_counts",
     "cell_seed",
     "check_sweep",
+    "cluster_security",
     "default_workers",
     "executor",
     "export_netcdf",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import xarray as xr
 
 from featurefate import experiments
 from featurefate.sweep.config import SweepConfig
-from featurefate.sweep.executors import single_thread_xla
+from featurefate.sweep.executors import ExecutorLost, single_thread_xla
 from featurefate.sweep.lock import (
     StoreLock,
     StoreLocked,
@@ -102,6 +102,19 @@ def check_sweep(sweep: SweepConfig, store_path, *, resume: bool = False, overwri
         raise StoreError(f"cannot create --out {store_path}: {folder} is not a writable folder")
 
 
+def _lost(error: BaseException, report: SweepReport, store_path) -> ExecutorLost:
+    """The executor's failure as one line that says what the store keeps and how to go on."""
+    if isinstance(error, ExecutorLost):
+        what = str(error)
+    else:  # a local pool whose worker process died (killed, e.g. for want of memory)
+        what = f"a local worker process died ({error})"
+    kept = report.skipped + report.completed
+    return ExecutorLost(
+        f"{what}; the store {store_path} keeps its {kept} finished cells of {report.total}: "
+        "resume with --resume"
+    )
+
+
 def run_sweep(
     sweep: SweepConfig,
     store_path,
@@ -148,6 +161,10 @@ def run_sweep(
     featurefate.sweep.lock.StoreLocked
         Another sweep writes the store now (the message names it). The lock file
         ``<store_path>.lock`` is held from before the store is opened until the sweep ends.
+    featurefate.sweep.executors.ExecutorLost
+        The executor stopped working mid-sweep (its Dask scheduler lost, a local worker
+        process killed). Every cell that finished before is written first; the message says
+        so, and how to resume.
     """
     start = time.perf_counter()
     with StoreLock.acquire(store_path) as lock:
@@ -198,14 +215,18 @@ def _run_locked(sweep, store_path, *, executor, resume, overwrite, progress, max
         running[future] = (index, cell)
         return True
 
+    lost: BaseException | None = None
     try:
         while len(running) < limit and submit_next():
             pass
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
+            for future in finished:  # write every finished cell, even after a loss
                 index, cell = running.pop(future)
                 error = future.exception()
+                if isinstance(error, ExecutorLost | BrokenExecutor):
+                    lost = error
+                    continue
                 if error is None:
                     store.write_cell(index, future.result())
                     report.completed += 1
@@ -213,9 +234,18 @@ def _run_locked(sweep, store_path, *, executor, resume, overwrite, progress, max
                     report.failed.append(CellFailure(cell, f"{type(error).__name__}: {error}"))
                 if progress is not None:
                     progress(report.completed + len(report.failed), len(todo))
-                submit_next()
+            if lost is not None:
+                break
+            while len(running) < limit and submit_next():
+                pass
     except KeyboardInterrupt:
         report.interrupted = True
         for future in running:
             future.cancel()
+    except (ExecutorLost, BrokenExecutor) as error:  # refused a new cell
+        lost = error
+    if lost is not None:
+        for future in running:
+            future.cancel()
+        raise _lost(lost, report, store_path) from None
     return report
