@@ -611,10 +611,9 @@ def cluster_certs_command(
         bool, typer.Option("--force", help="Replace the files of an earlier run.")
     ] = False,
 ) -> None:
-    """Make a CA and TLS certificates for the scheduler, the workers and the client of a lab
-    cluster, and print the commands that use them.
+    """Make TLS certificates for a lab cluster and print the commands that use them.
 
-    Keys are readable by their owner only. Copy ca.pem and a role's two files to each machine
+    A CA, and a certificate and key each for the scheduler, the workers and the client. Keys are readable by their owner only. Copy ca.pem and a role's two files to each machine
     of that role; keep ca-key.pem where it is.
     """
     from featurefate.sweep import certs as cluster_certs
