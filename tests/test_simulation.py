@@ -432,7 +432,7 @@ def test_simulate_point_bad_input_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--depth", "1"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines() == ["error: depth must be an integer >= 2; got 1"]
+    assert capsys.readouterr().err.splitlines() == ["error: --depth must be an integer >= 2; got 1"]
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--init", "orthogonal"])
     assert exit_info.value.code == 2
