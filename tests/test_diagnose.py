@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import featurefate
 from featurefate._logme import logme
 from featurefate.cli import app, main
-from featurefate.diagnosis import check_data, diagnose, load_data, min_norm_predict, ridge_loo
+from featurefate.diagnosis import check_data, diagnose, load_data, min_norm_predict, ridge_gcv
 from featurefate.theory import linear_transfer_error, scratch_error
 
 runner = CliRunner()
@@ -75,8 +75,8 @@ def test_result_dataset_and_json_fields():
 
 
 def test_learners_hit_known_solutions():
-    """Minimum-norm predictions equal NumPy's pinv fit; LOO ridge equals the closed form at the
-    chosen penalty, and the penalty minimises brute-force leave-one-out error."""
+    """Minimum-norm predictions equal NumPy's pinv fit; ridge equals the closed form at the
+    chosen penalty, and the penalty minimises the brute-force GCV score."""
     rng = np.random.default_rng(1)
     for m, p in ((15, 30), (40, 10)):
         A, Y, A_test = (
@@ -87,21 +87,28 @@ def test_learners_hit_known_solutions():
         np.testing.assert_allclose(
             min_norm_predict(A, Y, A_test), A_test @ np.linalg.pinv(A) @ Y, rtol=1e-8, atol=1e-10
         )
+        Ac, Yc = A - A.mean(0), Y - Y.mean(0)
+        np.testing.assert_allclose(
+            min_norm_predict(Ac, Yc, A_test, centred=True),
+            A_test @ np.linalg.pinv(Ac) @ Yc,
+            rtol=1e-8,
+            atol=1e-10,
+        )
         lams = np.array([1e-3, 1e-1, 1.0, 10.0])
-        pred, lam = ridge_loo(A, Y, A_test, lams=lams)
+        pred, lam, dof = ridge_gcv(A, Y, A_test, lams=lams)
         coef = np.linalg.solve(A.T @ A + lam * np.eye(p), A.T @ Y)
         np.testing.assert_allclose(pred, A_test @ coef, rtol=1e-8, atol=1e-10)
+        hat = A @ np.linalg.solve(A.T @ A + lam * np.eye(p), A.T)
+        assert dof == pytest.approx(np.trace(hat), rel=1e-9)
+        again, _, _ = ridge_gcv(A, Y, A_test, lam=lam)  # the Cholesky path at a given penalty
+        np.testing.assert_allclose(again, pred, rtol=1e-8, atol=1e-10)
         scale = np.trace(A.T @ A) / p
 
-        def brute(lam_abs, A=A, Y=Y, m=m, p=p):
-            err = 0.0
-            for i in range(m):
-                keep = np.arange(m) != i
-                c = np.linalg.solve(A[keep].T @ A[keep] + lam_abs * np.eye(p), A[keep].T @ Y[keep])
-                err += np.sum((A[i] @ c - Y[i]) ** 2)
-            return err
+        def brute_gcv(lam_abs, A=A, Y=Y, m=m, p=p):
+            H = A @ np.linalg.solve(A.T @ A + lam_abs * np.eye(p), A.T)
+            return m * np.sum((Y - H @ Y) ** 2) / (m - np.trace(H)) ** 2
 
-        assert lam == pytest.approx(lams[np.argmin([brute(x * scale) for x in lams])] * scale)
+        assert lam == pytest.approx(lams[np.argmin([brute_gcv(x * scale) for x in lams])] * scale)
 
 
 def test_logme_matches_direct_evidence():

@@ -47,11 +47,15 @@ def logme(features, y, *, max_iter=100, tol=1e-6) -> float:
     Y = Y[:, None] if Y.ndim == 1 else Y
     n, k = F.shape
     # Eigenvalues of F^T F from the smaller Gram matrix; the rest are 0.
+    from featurefate.diagnosis import _one_thread
+
     if n >= k:
-        s2, V = np.linalg.eigh(F.T @ F)
+        with _one_thread():
+            s2, V = np.linalg.eigh(F.T @ F)
         proj = (F @ V).T @ Y  # s_i * (u_i . y)
     else:
-        s2, U = np.linalg.eigh(F @ F.T)
+        with _one_thread():
+            s2, U = np.linalg.eigh(F @ F.T)
         proj = (U.T @ Y) * np.sqrt(np.maximum(s2, 0.0))[:, None]
     s2 = np.maximum(s2, 0.0)
     scores = []

@@ -5,7 +5,7 @@ estimated at the user's sample size n from learning curves measured on the data 
 
 1. **Learning curves.** At several training sizes :math:`m < n` (geometric, up to
    ``n - n_test``), independent random splits train (a) *linear transfer*, ridge regression on the
-   pretrained features with the penalty chosen by leave-one-out cross-validation, and (b)
+   pretrained features with the penalty chosen by generalized cross-validation, and (b)
    *scratch training*: by default the minimum-norm least-squares fit on X (the scratch of the
    deep linear theory, Theorem 3.5), or ridge on X, or any scikit-learn-compatible estimator;
    each is scored by its mean squared error on held-out points.
@@ -17,7 +17,9 @@ estimated at the user's sample size n from learning curves measured on the data 
        E_{\rm sc}(m) = b^2 (1 - m/D)_+ + s^2 \begin{cases}
            (D - 1)/(D - m - 1) & m < D - 1 \\ (m - 1)/(m - D - 1) & m > D + 1, \end{cases}
 
-   and eq. (12) with q effective regressors (q = 1 for the paper's rank-one features),
+   and eq. (12) with q effective regressors, q the ridge fit's degrees of freedom
+   :math:`\mathrm{tr}\, H` at each size (q = 1 for the paper's rank-one features), and at the
+   largest measured size for the extrapolation,
 
    .. math::
 
@@ -204,14 +206,25 @@ def check_data(X, y, features):
 # the learners
 
 
+def _one_thread():
+    """BLAS limited to one thread for a factorization: at these sizes (up to a few thousand)
+    LAPACK's eigh and Cholesky gain little from threads and, on a shared machine, a threaded
+    OpenBLAS factorization ran 8x slower than a single-threaded one (benchmarks/diagnose_bench.py)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _eig_gram(A):
     """Eigenpairs of the smaller Gram matrix of A (m, p): ``(s2, U)`` with U (m, r) orthonormal
     and :math:`A A^\\top = U \\mathrm{diag}(s2) U^\\top` on the resolvable directions."""
     m, p = A.shape
     if m <= p:
-        s2, U = np.linalg.eigh(A @ A.T)
+        with _one_thread():
+            s2, U = np.linalg.eigh(A @ A.T)
     else:
-        s2, V = np.linalg.eigh(A.T @ A)
+        with _one_thread():
+            s2, V = np.linalg.eigh(A.T @ A)
     keep = s2 > max(m, p) * np.finfo(np.float64).eps * max(s2[-1], 0.0)
     s2 = s2[keep]
     if m <= p:
@@ -219,41 +232,86 @@ def _eig_gram(A):
     return s2, (A @ V[:, keep]) / np.sqrt(s2)
 
 
-def ridge_loo(A, Y, A_test, *, lams=None):
-    r"""Ridge on centred data with the penalty chosen by leave-one-out cross-validation.
+def ridge_gcv(A, Y, A_test, *, lam=None, lams=None, gram=None):
+    r"""Ridge regression on centred data; the penalty by generalized cross-validation.
 
-    For each :math:`\lambda` in the grid (relative to the mean eigenvalue of :math:`A^\top A`),
-    the leave-one-out residuals are :math:`(y_i - \hat y_i) / (1 - h_{ii})` with
-    :math:`H = A (A^\top A + \lambda I)^{-1} A^\top` (exact for a fixed design), all from one
-    eigendecomposition; the penalty with the least mean squared residual is kept.
+    With ``lam=None`` the penalty minimises, over the grid ``lams`` (relative to the mean
+    eigenvalue of :math:`A^\top A`), the generalized cross-validation score
 
-    Returns ``(predictions on A_test, chosen penalty in absolute units)``; A and A_test must be
-    centred by the caller, Y too.
+    .. math::
+
+        \mathrm{GCV}(\lambda) = \frac{m\, |Y - H_\lambda Y|^2}{(m - \mathrm{tr}\, H_\lambda)^2},
+        \qquad H_\lambda = A (A^\top A + \lambda I)^{-1} A^\top,
+
+    leave-one-out cross-validation with every leverage replaced by their mean (Golub, Heath and
+    Wahba, 1979), all from one eigendecomposition. With ``lam`` given (absolute units) the fit is
+    one Cholesky solve.
+
+    Returns ``(predictions on A_test, penalty in absolute units, degrees of freedom
+    tr H)``, the last NaN when ``lam`` is given; A, A_test and Y must be centred by the caller. ``gram``: :math:`A^\top A`, if already at hand (tall A only).
     """
-    s2, U = _eig_gram(A)
+    m, p = A.shape
+    if lam is not None:
+        from scipy.linalg import cho_factor, cho_solve
+
+        gram = A.T @ A if gram is None else gram.copy()
+        gram[np.diag_indices(p)] += lam
+        with _one_thread():
+            factor = cho_factor(gram, check_finite=False)
+        coef = cho_solve(factor, A.T @ Y, check_finite=False)
+        return A_test @ coef, float(lam), float("nan")
+    wide = m <= p
+    gram = A @ A.T if wide else (A.T @ A if gram is None else gram)
+    with _one_thread():
+        s2, basis = np.linalg.eigh(gram)
+    keep = s2 > max(m, p) * np.finfo(np.float64).eps * max(s2[-1], 0.0)
+    s2, basis = s2[keep], basis[:, keep]
+    # Z = U^T Y, U the left singular vectors: the basis itself (wide) or A V / s (tall)
+    Z = basis.T @ Y if wide else (basis.T @ (A.T @ Y)) / np.sqrt(s2)[:, None]
     lams = _LAM_GRID if lams is None else np.asarray(lams, dtype=np.float64)
-    scale = np.sum(s2) / A.shape[1]
-    lam_abs = lams * scale
-    Z = U.T @ Y  # (r, c)
-    shrink = s2[None, :] / (s2[None, :] + lam_abs[:, None])  # (L, r)
-    lev = (U**2) @ shrink.T  # (m, L)
-    best, best_score = 0, np.inf
-    for j in range(lam_abs.size):
-        resid = Y - U @ (shrink[j][:, None] * Z)
-        loo = resid / np.maximum(1.0 - lev[:, j], 1e-12)[:, None]
-        score = np.mean(loo**2)
-        if score < best_score:
-            best, best_score = j, score
-    # coefficients: A^T U diag(1 / (s2 + lam)) U^T Y
-    coef = A.T @ (U @ (Z / (s2 + lam_abs[best])[:, None]))
-    return A_test @ coef, float(lam_abs[best])
+    lam_abs = lams * (np.sum(s2) / p)
+    outside = np.sum(Y * Y) - np.sum(Z * Z)  # the part of Y no penalty can fit
+    shrink = lam_abs[:, None] / (s2[None, :] + lam_abs[:, None])  # 1 - s2 / (s2 + lam)
+    rss = outside + (shrink**2) @ np.sum(Z * Z, axis=1)
+    dof = np.sum(1.0 - shrink, axis=1)
+    gcv = m * rss / np.maximum(m - dof, 1e-12) ** 2
+    best = int(np.argmin(gcv))
+    scaled = Z / (s2 + lam_abs[best])[:, None]
+    coef = A.T @ (basis @ scaled) if wide else basis @ (scaled * np.sqrt(s2)[:, None])
+    return A_test @ coef, float(lam_abs[best]), float(dof[best])
 
 
-def min_norm_predict(A, Y, A_test):
-    r"""Predictions of the minimum-norm least-squares fit :math:`A^+ Y` (Theorem 3.5) on A_test,
-    from the eigendecomposition of the smaller Gram matrix (NumPy's pinv cutoff)."""
-    s2, U = _eig_gram(A)
-    coef = A.T @ (U @ ((U.T @ Y) / s2[:, None]))
+def min_norm_predict(A, Y, A_test, *, centred=False, gram=None):
+    r"""Predictions of the minimum-norm least-squares fit :math:`A^+ Y` (Theorem 3.5) on A_test.
+
+    A full-rank Gram matrix (the smaller of :math:`A A^\top`, :math:`A^\top A`) is solved by
+    Cholesky, :math:`A^\top (A A^\top)^{-1} Y` or :math:`(A^\top A)^{-1} A^\top Y`; a singular
+    one falls back to its eigendecomposition with NumPy's pinv cutoff (``gram``: :math:`A^\top
+    A` if already at hand, used for a tall A). With ``centred`` (rows of
+    A and Y summing to 0) the wide Gram matrix is singular along the all-ones vector, which Y
+    is orthogonal to; adding a multiple of :math:`\mathbf 1 \mathbf 1^\top` there leaves the
+    solution unchanged and makes the matrix definite.
+    """
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    m, p = A.shape
+    wide = m <= p
+    if gram is None or wide:
+        gram = A @ A.T if wide else A.T @ A
+    if wide and centred:
+        gram += np.trace(gram) / m**2
+    rhs = Y if wide else A.T @ Y
+    try:
+        with _one_thread():
+            factor = cho_factor(gram, lower=True, check_finite=False)
+        diag = np.diag(factor[0]) ** 2
+        if diag.min() <= max(m, p) * np.finfo(np.float64).eps * diag.max():
+            raise LinAlgError("numerically singular")
+        solved = cho_solve(factor, rhs, check_finite=False)
+        coef = A.T @ solved if wide else solved
+    except LinAlgError:
+        s2, U = _eig_gram(A)
+        coef = A.T @ (U @ ((U.T @ Y) / s2[:, None]))
     return A_test @ coef
 
 
@@ -322,18 +380,21 @@ def _eq12_factor(m, q):
     return (m - 1.0) / (m - q - 1.0)
 
 
-def _fit_eq12(m, T, w, q_max):
-    best = {"floor": np.full(T.shape[0], np.nan), "q": np.zeros(T.shape[0])}
-    best_sse = np.full(T.shape[0], np.inf)
-    for q in np.linspace(0.0, q_max, 60):
-        h = _eq12_factor(m, q)
-        floor = np.maximum((T * w) @ h / np.sum(w * h * h), 0.0)
-        sse = np.sum(w * (T - floor[:, None] * h) ** 2, axis=1)
-        better = sse < best_sse
-        best_sse = np.where(better, sse, best_sse)
-        best["floor"] = np.where(better, floor, best["floor"])
-        best["q"] = np.where(better, q, best["q"])
-    return best, best_sse
+def _fit_eq12(m, T, w, q):
+    """Eq. (12)'s floor with the known effective regressors q per size, by weighted least
+    squares on the sizes where the form is finite (m - q - 1 >= 1)."""
+    ok = m - q - 1.0 >= 1.0
+    if np.sum(ok) < 2:
+        raise ValueError(
+            "features must leave room for a learning curve: the transfer fit uses "
+            f"{q[-1]:.3g} effective regressors at the largest size {m[-1] + 1:.0f}; give more "
+            "samples or fewer features"
+        )
+    h = np.where(ok, _eq12_factor(m, np.where(ok, q, 0.0)), 0.0)
+    wo = np.where(ok, w, 0.0)
+    floor = np.maximum((T * wo) @ h / np.sum(wo * h * h), 0.0)
+    sse = np.sum(wo * (T - floor[:, None] * h) ** 2, axis=1)
+    return {"floor": floor, "q": np.full(T.shape[0], q[-1])}, sse
 
 
 def _eval_eq12(p, m):
@@ -419,52 +480,87 @@ def _crossover(grid, t, n):
 # the diagnosis
 
 
-def learning_curves(X, Y, F, *, sizes, n_test, repeats, scratch, fit_intercept, rng):
-    """Learning curves of scratch and linear transfer on independent random splits.
+class _NestedGram:
+    r""":math:`A^\top A` over growing prefixes of the rows ``pool`` (nested training sets), each
+    new row added once; centred on request (:math:`A_c^\top A_c = A^\top A - m \mu \mu^\top`)."""
 
-    Returns ``(test, sq_scratch, sq_linear, lam_linear)``: the held-out indices of each split,
-    shape (sizes, repeats, n_test), the squared errors on them (mean over target columns), same
-    shape, and the chosen transfer penalties (sizes, repeats).
+    def __init__(self, A, pool):
+        self.A, self.pool, self.done, self.gram = A, pool, 0, None
+
+    def upto(self, m, *, centred):
+        rows = self.A[self.pool[self.done : m]]
+        self.gram = rows.T @ rows if self.gram is None else self.gram + rows.T @ rows
+        self.done = m
+        if not centred:
+            return self.gram.copy()
+        mu = self.A[self.pool[:m]].mean(axis=0)
+        return self.gram - m * np.outer(mu, mu)
+
+
+def learning_curves(X, Y, F, *, sizes, n_test, repeats, scratch, fit_intercept, rng):
+    r"""Learning curves of scratch and linear transfer on nested random splits.
+
+    Each repeat draws a random held-out set of ``n_test`` samples and trains on growing prefixes
+    of a random order of the rest, so the Gram matrices grow by the new rows only. Returns
+    ``(test, sq_scratch, sq_linear, lam_linear, dof_linear)``: the held-out indices (repeats,
+    n_test), the squared errors on them (mean over target columns), shape (sizes, repeats,
+    n_test), the chosen transfer penalties (sizes, repeats) and the transfer fit's degrees of
+    freedom :math:`\mathrm{tr}\, H` at each size (first repeat, where the penalty is chosen).
     """
-    n = X.shape[0]
-    shape = (sizes.size, repeats, n_test)
-    tests = np.empty(shape, dtype=np.intp)
-    sq_sc, sq_lt = np.empty(shape), np.empty(shape)
+    n, dim = X.shape
+    tests = np.empty((repeats, n_test), dtype=np.intp)
+    sq_sc = np.empty((sizes.size, repeats, n_test))
+    sq_lt = np.empty_like(sq_sc)
     lam_lt = np.empty((sizes.size, repeats))
+    lam_sc = np.empty(sizes.size)
+    dof_lt = np.empty(sizes.size)
+    if fit_intercept:  # centred once globally, so that the nested Gram updates lose no digits
+        X, F = X - X.mean(axis=0), F - F.mean(axis=0)
     estimator = None
     if not isinstance(scratch, str):
         from sklearn.base import clone
 
         estimator = scratch
-    for i, m in enumerate(sizes):
-        for r in range(repeats):
-            perm = rng.permutation(n)
-            test, train = perm[:n_test], perm[n_test : n_test + m]
-            tests[i, r] = test
-            Yc, Yt = Y[train], Y[test]
-            y_mean = Yc.mean(axis=0) if fit_intercept else 0.0
+    for r in range(repeats):
+        perm = rng.permutation(n)
+        test, pool = perm[:n_test], perm[n_test:]
+        tests[r] = test
+        gram_x, gram_f = _NestedGram(X, pool), _NestedGram(F, pool)
+        Yt = Y[test]
+        for i, m in enumerate(sizes):
+            train = pool[:m]
+            Yc = Y[train]
+            y_mean = Yc.mean(axis=0) if fit_intercept else np.zeros(Y.shape[1])
+            Yc = Yc - y_mean
             Fc, Ft = F[train], F[test]
             if fit_intercept:
                 f_mean = Fc.mean(axis=0)
                 Fc, Ft = Fc - f_mean, Ft - f_mean
-            pred, lam_lt[i, r] = ridge_loo(Fc, Yc - y_mean, Ft)
+            gram = gram_f.upto(m, centred=fit_intercept) if m > F.shape[1] else None
+            # the penalty is chosen on the first split of each size and kept for the others
+            lam = None if r == 0 else lam_lt[i, 0]
+            pred, lam_lt[i, r], dof = ridge_gcv(Fc, Yc, Ft, lam=lam, gram=gram)
+            if r == 0:
+                dof_lt[i] = dof
             sq_lt[i, r] = np.mean((pred + y_mean - Yt) ** 2, axis=1)
-            Xc, Xt = X[train], X[test]
             if estimator is not None:
                 model = clone(estimator)
-                model.fit(Xc, Yc[:, 0] if Y.shape[1] == 1 else Yc)
-                pred = np.asarray(model.predict(Xt), dtype=np.float64).reshape(Yt.shape)
+                model.fit(X[train], Y[train, 0] if Y.shape[1] == 1 else Y[train])
+                pred = np.asarray(model.predict(X[test]), dtype=np.float64).reshape(Yt.shape)
                 sq_sc[i, r] = np.mean((pred - Yt) ** 2, axis=1)
                 continue
+            Xc, Xt = X[train], X[test]
             if fit_intercept:
                 x_mean = Xc.mean(axis=0)
                 Xc, Xt = Xc - x_mean, Xt - x_mean
+            gram = gram_x.upto(m, centred=fit_intercept) if m > dim else None
             if scratch == "min_norm":
-                pred = min_norm_predict(Xc, Yc - y_mean, Xt)
+                pred = min_norm_predict(Xc, Yc, Xt, centred=fit_intercept, gram=gram)
             else:
-                pred, _ = ridge_loo(Xc, Yc - y_mean, Xt)
+                lam = None if r == 0 else lam_sc[i]
+                pred, lam_sc[i], _ = ridge_gcv(Xc, Yc, Xt, lam=lam, gram=gram)
             sq_sc[i, r] = np.mean((pred + y_mean - Yt) ** 2, axis=1)
-    return tests, sq_sc, sq_lt, lam_lt
+    return tests, sq_sc, sq_lt, lam_lt, dof_lt
 
 
 def _bootstrap_means(tests, sq_sc, sq_lt, n, bootstrap, rng):
@@ -472,21 +568,21 @@ def _bootstrap_means(tests, sq_sc, sq_lt, n, bootstrap, rng):
 
     A replicate weighs every one of the n samples by an Exp(1) draw (the Bayesian bootstrap:
     the held-out errors are averages over the user's n points, whose own sampling error is what
-    dominates the floors) and resamples the splits at each size with replacement (the spread of
-    the learners over training sets). Shapes (1 + bootstrap, sizes).
+    dominates the floors) and resamples the repeats with replacement, each whole curve at once
+    (the spread of the learners over training sets; a repeat's sizes are nested, hence
+    correlated). Shapes (1 + bootstrap, sizes).
     """
-    S, R, _ = tests.shape
+    S, R, _ = sq_sc.shape
     out_sc = np.empty((1 + bootstrap, S))
     out_lt = np.empty((1 + bootstrap, S))
     out_sc[0] = sq_sc.mean(axis=(1, 2))
     out_lt[0] = sq_lt.mean(axis=(1, 2))
-    weights = rng.exponential(size=(bootstrap, n))
+    W = rng.exponential(size=(bootstrap, n))[:, tests]  # (B, R, n_test)
+    total = W.sum(axis=2)
+    pick = rng.integers(0, R, size=(bootstrap, R))
     for i in range(S):
-        W = weights[:, tests[i]]  # (B, R, n_test)
-        total = W.sum(axis=2)
         split_sc = np.einsum("brt,rt->br", W, sq_sc[i]) / total
         split_lt = np.einsum("brt,rt->br", W, sq_lt[i]) / total
-        pick = rng.integers(0, R, size=(bootstrap, R))
         out_sc[1:, i] = np.take_along_axis(split_sc, pick, axis=1).mean(axis=1)
         out_lt[1:, i] = np.take_along_axis(split_lt, pick, axis=1).mean(axis=1)
     return out_sc, out_lt
@@ -530,7 +626,7 @@ def diagnose(
         The pretrained model's features of the same n inputs (what linear transfer sees).
     scratch : None, "min_norm", "ridge" or estimator, default None
         Scratch learner: the minimum-norm fit (default, eq. 10's form), ridge on X with the
-        penalty by leave-one-out, or any scikit-learn-compatible regressor (e.g.
+        penalty by generalized cross-validation, or any scikit-learn-compatible regressor (e.g.
         ``MLPRegressor``); the last two are fitted with the power law plus floor.
     repeats : int, default 8
         Random splits per training size.
@@ -589,7 +685,7 @@ def diagnose(
     dim_eff = dim - shift  # centring removes one direction
     sizes = _sizes(n, n_test, num_sizes, min_size, dim if linear_forms else None)
     rng = np.random.default_rng(seed)
-    tests, sq_sc, sq_lt, lam_lt = learning_curves(
+    tests, sq_sc, sq_lt, lam_lt, dof_lt = learning_curves(
         X, Y, F, sizes=sizes, n_test=n_test, repeats=repeats, scratch=scratch,
         fit_intercept=fit_intercept, rng=rng,
     )  # fmt: skip
@@ -604,11 +700,10 @@ def diagnose(
     g_eff = grid - shift
     if linear_forms:
         p_sc, sse_sc = _fit_eq10(m_eff, boot_sc, w_sc, dim_eff)
-        q_max = max(min(F.shape[1], m_eff[0] - 2.0), 0.0)
-        p_lt, sse_lt = _fit_eq12(m_eff, boot_lt, w_lt, q_max)
+        p_lt, sse_lt = _fit_eq12(m_eff, boot_lt, w_lt, dof_lt)
         curve_sc, curve_lt = _eval_eq10(p_sc, g_eff, dim_eff), _eval_eq12(p_lt, g_eff)
         noise, floor = p_sc["noise"], p_lt["floor"]
-        forms = {"scratch": "eq. 10", "linear": "eq. 12 with q effective regressors"}
+        forms = {"scratch": "eq. 10", "linear": "eq. 12, q = ridge degrees of freedom"}
     else:
         p_sc, sse_sc = _fit_power(m_eff, boot_sc, w_sc)
         p_lt, sse_lt = _fit_power(m_eff, boot_lt, w_lt)
@@ -664,7 +759,8 @@ def diagnose(
         {
             "error_scratch": (("n", "split"), err_sc, {"long_name": "scratch test MSE"}),
             "error_linear": (("n", "split"), err_lt, {"long_name": "linear transfer test MSE"}),
-            "lam_linear": (("n", "split"), lam_lt, {"long_name": "ridge penalty (LOO)"}),
+            "lam_linear": (("n", "split"), lam_lt, {"long_name": "ridge penalty (GCV)"}),
+            "dof_linear": ("n", dof_lt, {"long_name": "ridge degrees of freedom tr H"}),
             "fit_scratch": ("n_curve", curve_sc[0]),
             "fit_linear": ("n_curve", curve_lt[0]),
             "transferability": ("n_curve", t_curves[0]),
