@@ -232,7 +232,7 @@ def _eig_gram(A):
     return s2, (A @ V[:, keep]) / np.sqrt(s2)
 
 
-def ridge_gcv(A, Y, A_test, *, lam=None, lams=None, gram=None):
+def ridge_gcv(A, Y, A_test, *, lam=None, lams=None, gram=None, centred=False):
     r"""Ridge regression on centred data; the penalty by generalized cross-validation.
 
     With ``lam=None`` the penalty minimises, over the grid ``lams`` (relative to the mean
@@ -244,7 +244,8 @@ def ridge_gcv(A, Y, A_test, *, lam=None, lams=None, gram=None):
         \qquad H_\lambda = A (A^\top A + \lambda I)^{-1} A^\top,
 
     leave-one-out cross-validation with every leverage replaced by their mean (Golub, Heath and
-    Wahba, 1979), all from one eigendecomposition. With ``lam`` given (absolute units) the fit is
+    Wahba, 1979), all from one eigendecomposition; penalties leaving less than one residual
+    degree of freedom (:math:`m - \mathrm{tr}\, H < 1`) are not considered. With ``lam`` given (absolute units) the fit is
     one Cholesky solve.
 
     Returns ``(predictions on A_test, penalty in absolute units, degrees of freedom
@@ -274,7 +275,11 @@ def ridge_gcv(A, Y, A_test, *, lam=None, lams=None, gram=None):
     shrink = lam_abs[:, None] / (s2[None, :] + lam_abs[:, None])  # 1 - s2 / (s2 + lam)
     rss = outside + (shrink**2) @ np.sum(Z * Z, axis=1)
     dof = np.sum(1.0 - shrink, axis=1)
-    gcv = m * rss / np.maximum(m - dof, 1e-12) ** 2
+    # a penalty that leaves less than one residual degree of freedom interpolates, where GCV's
+    # 0/0 is noise (it picked lam ~ 0 and a test error of 20x at m ~ k on the digits demo)
+    m_res = m - 1.0 if centred else float(m)  # centring spends one degree of freedom
+    with np.errstate(divide="ignore"):
+        gcv = np.where(m_res - dof >= 1.0, m_res * rss / np.maximum(m_res - dof, 1.0) ** 2, np.inf)
     best = int(np.argmin(gcv))
     scaled = Z / (s2 + lam_abs[best])[:, None]
     coef = A.T @ (basis @ scaled) if wide else basis @ (scaled * np.sqrt(s2)[:, None])
@@ -539,7 +544,9 @@ def learning_curves(X, Y, F, *, sizes, n_test, repeats, scratch, fit_intercept, 
             gram = gram_f.upto(m, centred=fit_intercept) if m > F.shape[1] else None
             # the penalty is chosen on the first split of each size and kept for the others
             lam = None if r == 0 else lam_lt[i, 0]
-            pred, lam_lt[i, r], dof = ridge_gcv(Fc, Yc, Ft, lam=lam, gram=gram)
+            pred, lam_lt[i, r], dof = ridge_gcv(
+                Fc, Yc, Ft, lam=lam, gram=gram, centred=fit_intercept
+            )
             if r == 0:
                 dof_lt[i] = dof
             sq_lt[i, r] = np.mean((pred + y_mean - Yt) ** 2, axis=1)
@@ -558,7 +565,9 @@ def learning_curves(X, Y, F, *, sizes, n_test, repeats, scratch, fit_intercept, 
                 pred = min_norm_predict(Xc, Yc, Xt, centred=fit_intercept, gram=gram)
             else:
                 lam = None if r == 0 else lam_sc[i]
-                pred, lam_sc[i], _ = ridge_gcv(Xc, Yc, Xt, lam=lam, gram=gram)
+                pred, lam_sc[i], _ = ridge_gcv(
+                    Xc, Yc, Xt, lam=lam, gram=gram, centred=fit_intercept
+                )
             sq_sc[i, r] = np.mean((pred + y_mean - Yt) ** 2, axis=1)
     return tests, sq_sc, sq_lt, lam_lt, dof_lt
 
