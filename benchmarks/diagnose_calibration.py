@@ -10,7 +10,9 @@ sets, diagnoses each (no intercept: the theory's setting) and compares with the 
 r = |P_perp beta_t|^2 the target outside the features' span. Prints, per cell, how often the
 interval covers T and the verdicts, then the totals as a Markdown table (docs/diagnose.md).
 
-    PYTHONPATH=src python benchmarks/diagnose_calibration.py [datasets per cell, default 10]
+    PYTHONPATH=src python benchmarks/diagnose_calibration.py [PER_CELL [CONFIDENCE]]
+
+(defaults 10 data sets per cell, confidence 0.9)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def truth(n, theta, sigma, directions):
     return float(scratch_error(n / DIM, sigma, dim=DIM)) - transfer, outside, beta_t
 
 
-def main(per_cell=10):
+def main(per_cell=10, confidence=0.9):
     rng = np.random.default_rng(2021)
     rows = []
     start = time.perf_counter()
@@ -60,7 +62,7 @@ def main(per_cell=10):
         for _ in range(per_cell):
             X = rng.standard_normal((n, DIM))
             y = X @ beta_t + sigma * rng.standard_normal(n)
-            res = diagnose(X, y, X @ directions, fit_intercept=False, bootstrap=200,
+            res = diagnose(X, y, X @ directions, fit_intercept=False, bootstrap=200, confidence=confidence,
                            seed=int(rng.integers(2**31)))  # fmt: skip
             t, r = res.transferability, res.irreducible_error
             cover_t += t.low <= t_true <= t.high
@@ -76,7 +78,7 @@ def main(per_cell=10):
               f"{cover_t:2d}/{per_cell} {cover_r:2d}/{per_cell} | {v['positive']:2d} "
               f"{v['negative']:2d} {v['uncertain']:2d} | wrong {wrong}", flush=True)  # fmt: skip
     wall = time.perf_counter() - start
-    print(f"\n{len(rows)} cells x {per_cell} data sets in {wall:.0f} s "
+    print(f"\nconfidence {confidence}: {len(rows)} cells x {per_cell} data sets in {wall:.0f} s "
           f"(load average {os.getloadavg()[0]:.1f})\n")  # fmt: skip
     print(
         "| features | alpha = n/D | T covered | r covered | decided (not uncertain) | "
@@ -105,4 +107,4 @@ def main(per_cell=10):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    main(*(f(a) for f, a in zip((int, float), sys.argv[1:], strict=False)))

@@ -387,8 +387,13 @@ def _eq12_factor(m, q):
 
 def _fit_eq12(m, T, w, q):
     """Eq. (12)'s floor with the known effective regressors q per size, by weighted least
-    squares on the sizes where the form is finite (m - q - 1 >= 1)."""
-    ok = m - q - 1.0 >= 1.0
+    squares on the sizes with m >= 2q + 1: eq. (12)'s variance term is least squares', and where
+    a ridge fit has fewer than about two samples per degree of freedom its error is dominated by
+    the penalty's bias instead (the largest two sizes if fewer qualify)."""
+    finite = m - q - 1.0 >= 1.0
+    ok = finite & (m >= 2.0 * q + 1.0)
+    if np.sum(ok) < 2:
+        ok = finite & (np.arange(m.size) >= m.size - 2)
     if np.sum(ok) < 2:
         raise ValueError(
             "features must leave room for a learning curve: the transfer fit uses "
@@ -709,7 +714,9 @@ def diagnose(
     g_eff = grid - shift
     if linear_forms:
         p_sc, sse_sc = _fit_eq10(m_eff, boot_sc, w_sc, dim_eff)
-        p_lt, sse_lt = _fit_eq12(m_eff, boot_lt, w_lt, dof_lt)
+        # eq. 12 is fitted for its floor, read off at n beyond every size: the larger sizes,
+        # where ridge behaves like least squares, weigh in proportion to m
+        p_lt, sse_lt = _fit_eq12(m_eff, boot_lt, w_lt * m_eff / m_eff[-1], dof_lt)
         curve_sc, curve_lt = _eval_eq10(p_sc, g_eff, dim_eff), _eval_eq12(p_lt, g_eff)
         noise, floor = p_sc["noise"], p_lt["floor"]
         forms = {"scratch": "eq. 10", "linear": "eq. 12, q = ridge degrees of freedom"}
