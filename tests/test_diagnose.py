@@ -242,3 +242,18 @@ def test_lazy_export():
     importlib.import_module("featurefate.diagnosis")  # must not rebind the name to a module
 
     assert featurefate.diagnose is diagnose
+
+
+def test_crossover_picks_the_sign_change_that_matters_at_n():
+    """T on a grid: + until 10, - to 30 (a double-descent bump from 30 to 50), - beyond 50."""
+    from featurefate.diagnosis import _crossover
+
+    grid = np.array([1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 100.0])
+    t = np.array([0.4, 0.2, 0.1, -0.1, 0.3, 0.5, 0.1, -0.2, -0.3])
+    # negative at n = 100: the last + -> - crossing at or below n, between 50 and 60
+    assert 50.0 < _crossover(grid, t, 100.0) < 60.0
+    # positive at n = 5: the first crossing above n, between 10 and 20 (log-linear)
+    assert _crossover(grid, t, 5.0) == pytest.approx(np.exp(np.log(10) + 0.5 * np.log(2)))
+    # positive everywhere, or negative everywhere: no crossover
+    assert _crossover(grid, np.abs(t), 5.0) is None
+    assert _crossover(grid, -np.abs(t), 5.0) is None
