@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from featurefate._logme import logme
+    from featurefate.diagnosis import diagnose
     from featurefate.theory import (
         finetune_error,
         linear_transfer_error,
@@ -21,13 +23,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "__version__",
+    "diagnose",
     "finetune_error",
     "linear_transfer_error",
+    "logme",
     "negative_transfer_regions",
     "ridge_transfer_error",
     "scratch_error",
     "transferability",
 ]
+
+# the own-data tool (docs/diagnose.md); its module is not named diagnose, so that importing it
+# never rebinds featurefate.diagnose from the function to a module
+_OWN_DATA = {"diagnose": "featurefate.diagnosis", "logme": "featurefate._logme"}
 
 
 def _version() -> str:
@@ -42,6 +50,10 @@ def _version() -> str:
 def __getattr__(name: str):
     if name == "__version__":
         value = _version()
+    elif name in _OWN_DATA:
+        import importlib
+
+        value = getattr(importlib.import_module(_OWN_DATA[name]), name)
     elif name in __all__:
         from featurefate import theory
 

@@ -822,6 +822,88 @@ def reproduce_command(
         raise SystemExit(1)
 
 
+@app.command("diagnose")
+def diagnose_command(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Your data: a .npz with arrays X (n, D), y (n,) or (n, c) and features (n, k); "
+            "or X.npy with --y and --features; or a .csv/.parquet table whose columns x_* are X, "
+            "y or y_* the targets and f_* the features.",
+            metavar="DATA",
+        ),
+    ],
+    y_path: Annotated[
+        Path | None, typer.Option("--y", help="Targets .npy, when DATA is X.npy.", metavar="FILE")
+    ] = None,
+    features_path: Annotated[
+        Path | None,
+        typer.Option("--features", help="Features .npy, when DATA is X.npy.", metavar="FILE"),
+    ] = None,
+    scratch: Annotated[
+        str,
+        typer.Option(
+            "--scratch",
+            metavar="[min-norm|ridge|mlp]",
+            help="Scratch learner: the minimum-norm fit on X (deep linear theory, eq. 10), ridge "
+            "on X, or scikit-learn's MLPRegressor (power law plus floor).",
+        ),
+    ] = "min-norm",
+    repeats: Annotated[int, typer.Option("--repeats", help="Random splits per size.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and bootstrap.")] = 0,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (n, transferability, verdict, crossover_n, "
+            'irreducible_error, parameters, logme, curves); inf and NaN as strings "inf", "nan".',
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the figure diagnose.png/.pdf to this directory.", metavar="DIR"
+        ),
+    ] = None,
+) -> None:
+    """Will pretrained features help on my data? Predicts linear transfer against scratch
+    training at your n from learning curves on your data (docs/diagnose.md)."""
+    from featurefate import diagnosis
+
+    choice = v.choice("scratch", scratch, ("min-norm", "ridge", "mlp"))
+    if choice == "mlp":
+        from sklearn.neural_network import MLPRegressor
+
+        learner = MLPRegressor(max_iter=500, random_state=seed)
+    else:
+        learner = choice.replace("-", "_")
+    X, y, features = diagnosis.load_data(data, y=y_path, features=features_path)
+    result = diagnosis.diagnose(X, y, features, scratch=learner, repeats=repeats, seed=seed)
+    paths = []
+    if out is not None:
+        from featurefate.figures.diagnose import plot_diagnosis
+        from featurefate.figures.phase import save_figure
+
+        paths = save_figure(plot_diagnosis(result.curves, title=str(data)), out, "diagnose")
+    if as_json:
+        typer.echo(json.dumps(diagnosis.json_ready(result), allow_nan=False))
+    else:
+        t, r = result.transferability, result.irreducible_error
+        level = f"{100 * result.settings['confidence']:.0f}%"
+        cross = "none in range" if result.crossover_n is None else f"{result.crossover_n:.4g}"
+        table = Table(title=f"diagnose {data} (n = {result.n})", show_header=False)
+        table.add_row(
+            "transferability T at n", f"{t.estimate:.4g}  [{t.low:.4g}, {t.high:.4g}] ({level})"
+        )
+        table.add_row("verdict", result.verdict)
+        table.add_row("crossover n (scratch wins beyond)", cross)
+        table.add_row("irreducible error", f"{r.estimate:.4g}  [{r.low:.4g}, {r.high:.4g}]")
+        table.add_row("LogME (You et al., 2021)", f"{result.logme:.4g}")
+        Console().print(table)
+    for path in paths:
+        typer.echo(path, err=as_json)
+
+
 def _fail(err: Exception | str, code: int) -> None:
     message = " ".join(str(err).split())
     print(f"error: {message}", file=sys.stderr)
