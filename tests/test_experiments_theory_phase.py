@@ -147,3 +147,10 @@ def test_point_finetune_break_even_angle():
 def test_point_rejects_arrays():
     with pytest.raises(ValueError, match="alpha must be a single number"):
         theory_point("linear", [0.5, 0.6], 1.0, 0.2)
+
+
+def test_one_finite_size_point_needs_a_whole_sample_count():
+    """n = alpha * dim = 7.5 is refused with the two nearest whole n; 0.8 (n = 8) is computed."""
+    with pytest.raises(ValueError, match=r"n = 7.5: take alpha = 0.7 \(n = 7\) or 0.8 \(n = 8\)"):
+        theory_point("linear", 0.75, 0.5, 0.2, dim=10)
+    assert theory_point("linear", 0.8, 0.5, 0.2, dim=10)["scratch_error"] == pytest.approx(0.52)

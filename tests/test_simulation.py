@@ -449,3 +449,16 @@ def test_stage_options_decide_each_stages_step_rule():
     assert config.stage_options("finetune", 50).max_move is None  # n >= D: unique endpoint
     with pytest.raises(ValueError, match="stage"):
         config.stage_options("warmup", 25)
+
+
+def test_theory_is_taken_at_the_sample_count_simulated():
+    """alpha * dim = 7.5 simulates n = 8: the theory columns are those at alpha = 0.8, not 0.75
+    (at 0.75 the scratch error would be 0.45 against 0.52)."""
+    config = LinearPhaseConfig(dim=10, n_instances=2, init="rank_one", lam=(0.1,))
+    ds = run_cell(config, {"alpha": 0.75, "theta": 0.5, "sigma": 0.2}, seed=0)
+    assert int(ds.n) == 8 and float(ds.alpha) == 0.75
+    assert_allclose(float(ds.theory_error_scratch), th.scratch_error(0.8, 0.2, dim=10))
+    assert_allclose(
+        float(ds.theory_transferability_linear), th.transferability("linear", 0.8, 0.5, 0.2, dim=10)
+    )
+    assert abs(float(ds.theory_error_scratch) - th.scratch_error(0.75, 0.2, dim=10)) > 0.05

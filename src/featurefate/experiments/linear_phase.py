@@ -176,7 +176,8 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         Variables ``error_<method>`` (per instance; ``error_ridge`` over ``lam``),
         ``transferability_<method>`` with ``..._stderr`` (paired over instances),
         ``theory_error_<...>`` and ``theory_transferability_<...>`` (exact finite-size forms at
-        ``dim``; fine-tuning as ``finetune_paper`` and ``finetune_exact``),
+        ``dim`` and the simulated ``n``, that is at ``n / dim``, which is ``alpha`` unless
+        ``alpha * dim`` is fractional; fine-tuning as ``finetune_paper`` and ``finetune_exact``),
         ``endpoint_gap_<...>`` (distance to the exact gradient-flow endpoint),
         ``steps_/converged_/excess_loss_/drift_/time_<stage>`` for the trained stages, and
         ``pretrained_singular_values`` of the hidden features. With ``config.alpha_source``
@@ -186,6 +187,9 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
     """
     alpha, theta, sigma = check_cell(config, cell)
     n = round(alpha * config.dim)
+    # the theory is evaluated at the sample count simulated, n / D (alpha itself where alpha * D
+    # is whole: the cell's label stays the grid's alpha)
+    alpha_n = n / config.dim
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     data_seed, init_seed = seq.spawn(2)
     key = jax.random.PRNGKey(int(init_seed.generate_state(1)[0]))
@@ -228,7 +232,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
         schema.error_name("scratch"): (inst_dim, sc.error),
         schema.theory_error_name("scratch"): (
             (),
-            theory.scratch_error(alpha, sigma, target_norm=config.target_norm, dim=config.dim),
+            theory.scratch_error(alpha_n, sigma, target_norm=config.target_norm, dim=config.dim),
         ),
         schema.endpoint_gap_name("scratch"): (
             inst_dim,
@@ -246,7 +250,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
             sc=sc,
             pre=pre,
             source_fit=source_fit,
-            cell=(alpha, theta, sigma),
+            cell=(alpha_n, theta, sigma),
             lams=lams,
             theory_kw={**common, **source},
             stage=stage,
@@ -270,7 +274,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
             inst.beta_s, max(sizes), config.sigma_source, seed=np.random.default_rng(source_seed)
         )
         parts = []
-        for a_s, n_s in zip(config.alpha_source, sizes, strict=True):
+        for n_s in sizes:
             # pretraining on the source sample from small init: scratch training on the source
             source_svd = est.gram_svd(X_s[:, :n_s], left=False)
             pre = scratch(
@@ -285,7 +289,7 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
             )
             # Theorem 3.5 on the source
             fit = est.min_norm_fit(X_s[:, :n_s], y_s[:, :n_s], svd=source_svd)
-            source = {"alpha_source": a_s, "sigma_source": config.sigma_source}
+            source = {"alpha_source": n_s / config.dim, "sigma_source": config.sigma_source}
             parts.append(xr.Dataset(transfer(pre, fit, source)))
         part = xr.concat(parts, dim="alpha_source", data_vars="all")
         data.update({name: (var.dims, var.values) for name, var in part.data_vars.items()})
@@ -317,7 +321,8 @@ def run_cell(config: LinearPhaseConfig, cell: dict, seed, *, progress=None) -> x
             "depth": config.depth,
             "init_scale": config.init_scale,
             "init": config.init,
-            "theory": "exact finite-size forms at the simulated dim; fine-tuning as both the "
+            "theory": "exact finite-size forms at the simulated dim and n (alpha = n / dim, "
+            "n = round(alpha * dim)); fine-tuning as both the "
             "paper's endpoint (finetune_paper) and the corrected one (finetune_exact)",
             "pretraining": "source population"
             if not config.alpha_source

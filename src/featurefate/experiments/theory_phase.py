@@ -10,6 +10,8 @@ and ``theory_transfer_error``, and the full configuration in ``attrs`` (docs/the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import xarray as xr
 
@@ -96,6 +98,25 @@ def _sample_count_at_least_one(alpha, dim) -> None:
         raise ValueError(
             f"alpha * dim must be at least 1 (one sample) for the finite-size forms; got "
             f"alpha = {smallest:g} at dim = {dim}, n = {smallest * dim:g}"
+        )
+
+
+def _whole_sample_count(alpha, dim) -> None:
+    """Refuse one finite-size point at a fractional sample count ``n = alpha * dim``.
+
+    A simulation draws ``round(alpha * dim)`` samples and its theory is taken there; a single
+    theory point at a fraction of a sample would be compared with nothing. (A phase diagram over
+    a continuous alpha axis interpolates between whole n, and is allowed.)
+    """
+    if dim is None:
+        return
+    n = float(alpha) * int(dim)
+    if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+        below, above = math.floor(n), math.ceil(n)
+        raise ValueError(
+            f"alpha * dim must be a whole number of samples for the finite-size forms; got "
+            f"alpha = {float(alpha):g} at dim = {int(dim)}, n = {n:g}: take alpha = "
+            f"{below / int(dim):g} (n = {below}) or {above / int(dim):g} (n = {above})"
         )
 
 
@@ -305,6 +326,7 @@ def theory_point(method, alpha, theta, sigma, *, lam=None, variant=None, dim=Non
         method, alpha, theta, sigma, lam=lam, variant=variant, dim=dim
     )
     _sample_count_at_least_one(alpha, dim)
+    _whole_sample_count(alpha, dim)
     out = {
         "method": method,
         "alpha": float(alpha),
