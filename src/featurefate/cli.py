@@ -34,9 +34,9 @@ from featurefate import _usage
 from featurefate import _validation as v
 
 try:  # recent typer vendors its own copy of click
-    from typer._click.exceptions import UsageError
+    from typer._click.exceptions import BadParameter, UsageError
 except ImportError:  # pragma: no cover - typer built on the click package
-    from click.exceptions import UsageError
+    from click.exceptions import BadParameter, UsageError
 
 # Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
 # `featurefate --help` and the theory commands start fast.
@@ -145,6 +145,7 @@ def phase_diagram_command(
     from featurefate.experiments.theory_phase import phase_stem
     from featurefate.reproduce import write_phase_diagram
 
+    _usage.check_out_dir(out)
     _usage.check_phase_grid(alpha_max=alpha_max, num_alpha=num_alpha, dim=dim)
     stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
     paths = write_phase_diagram(
@@ -335,6 +336,7 @@ def simulate_point_command(
     """Pretrain, then scratch / linear / ridge / fine-tune at one (α, θ, σ); compare with theory."""
     from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
 
+    v.integer("--seed", seed, low=0)
     _usage.check_simulation_size(
         dim=dim, depth=depth, instances=instances, alpha=alpha, rank_one=init == "rank_one"
     )
@@ -355,7 +357,7 @@ def simulate_point_command(
         TextColumn("step {task.completed:>6.0f} (limit {task.total:.0f})"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with _LazyProgress(*columns, console=Console(stderr=True), transient=True) as bar:
         tasks = {}
 
         def progress(stage, steps, max_steps):
@@ -411,8 +413,26 @@ class _TaskColumn(ProgressColumn):
         return Text(self._render(task))
 
 
+class _LazyProgress(Progress):
+    """A progress display that starts with its first task: an error before it (a bad value
+    found by the library) leaves nothing on the terminal but its own line, where a started
+    display would leave a blank line."""
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 def _cell_progress(console: Console) -> Progress:
-    return Progress(
+    return _LazyProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -542,7 +562,10 @@ def sweep_command(
     failed or the cluster was lost, 130 when interrupted (resume with --resume).
     """
     from featurefate import sweep as sweeps
+    from featurefate.sweep.executors import check_executor
 
+    v.real_array("--connect-timeout", connect_timeout, low=0.0, low_open=True)
+    check_executor(workers=workers, scheduler=scheduler, timeout=connect_timeout)
     sweep_config = sweeps.load_config(config)
     sweeps.check_sweep(sweep_config, out, resume=resume, overwrite=overwrite)
     security = sweeps.cluster_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
@@ -618,6 +641,9 @@ def cluster_certs_command(
     """
     from featurefate.sweep import certs as cluster_certs
 
+    # everything checked before the first file is written
+    v.integer("--days", days, low=1)
+    v.integer("--port", port, low=1, high=65535)
     names = [name for item in hosts or [] for name in item.split(",") if name.strip()]
     made = cluster_certs.make_cluster_certs(directory, hosts=names, days=days, force=force)
     for path in made.files():
@@ -706,6 +732,7 @@ def figure_command(
     from featurefate import sweep as sweeps
 
     v.choice("figure", name, paper.FIGURES)
+    _usage.check_out_dir(out)
     finished, total = sweeps.require_cells(data, what="draw")
     _note(sweeps.partial_note(data, finished, total))
     ds = sweeps.open_results(data)
@@ -734,7 +761,7 @@ def explore_command(
         typer.Option("--serve", help="Serve DIR on 127.0.0.1 and open the page in the browser."),
     ] = False,
     port: Annotated[
-        int, typer.Option("--port", help="Port for --serve (0: a free one).", min=0, max=65535)
+        int, typer.Option("--port", help="Port for --serve in [0, 65535] (0: a free one).")
     ] = 0,
 ) -> None:
     """Write the interactive phase-diagram explorer: DIR/index.html and DIR/theory.mjs.
@@ -747,6 +774,8 @@ def explore_command(
 
     from featurefate import explore
 
+    v.integer("--port", port, low=0, high=65535)
+    _usage.check_out_dir(out)
     for path in explore.write_explorer(out, data=data):
         typer.echo(path)
     if not serve:
@@ -800,6 +829,7 @@ def reproduce_command(
     import featurefate.reproduce as paper
 
     paper.grid(num_alpha=num_alpha, num_theta=num_theta)  # checked before anything starts
+    _usage.check_out_dir(out)
     console = Console(stderr=True)
     tasks: dict = {}
     with _sigterm_as_interrupt(), _cell_progress(console) as progress:
@@ -871,6 +901,8 @@ def diagnose_command(
     from featurefate import diagnosis
 
     choice = v.choice("scratch", scratch, ("min-norm", "ridge", "mlp"))
+    if out is not None:
+        _usage.check_out_dir(out)
     if choice == "mlp":
         from sklearn.neural_network import MLPRegressor
 
@@ -931,6 +963,11 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as err:
         if not err.format_message():  # no arguments at all: the help was printed
             raise SystemExit(0) from None
+        if debug:
+            raise
+        param = getattr(err, "param", None)
+        if isinstance(err, BadParameter) and getattr(param, "opts", None):
+            _fail(_usage.unreadable_value(param.opts, err.message, argv), 2)
         _fail(err.format_message(), 2)
     except typer.Abort:
         _fail("aborted", 1)

@@ -1047,6 +1047,7 @@ def reproduce(
         An interrupted sweep stops the run (figures are not drawn); rerunning resumes it.
     """
     from featurefate import sweep as sweeps
+    from featurefate.sweep.executors import check_executor
 
     scale = v.choice("scale", scale, SCALES)
     num_alpha, num_theta = theory_resolution
@@ -1061,6 +1062,7 @@ def reproduce(
     out = Path(out)
     for name, config in configs:  # every store usable (same config, no other writer) first
         sweeps.check_sweep(config, out / "data" / f"{name}.zarr", resume=True)
+    check_executor(workers=workers, scheduler=scheduler)  # before anything is created
     figures_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
     stores, failures, paths = [], [], []
