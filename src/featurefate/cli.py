@@ -946,9 +946,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
     Every bad input ends in one line on stderr, ``error: <message>``, and no traceback: usage
-    errors (a missing, unknown or malformed option) and a ``ValueError`` from the library (an
-    out-of-range or unknown value, named by the flag the user typed) exit with status 2; an
-    ``OSError`` (e.g. an unwritable --out, an unreachable scheduler) with status 1; so do a
+    errors (a missing, unknown or malformed option, a value the parser cannot read), a
+    ``ValueError`` from the library (an out-of-range or unknown value, named by the flag the
+    user typed) and a scheduler that cannot be reached exit with status 2; an ``OSError``
+    (e.g. an unwritable --out, a scheduler lost mid-sweep) with status 1; so do a
     diverged training run, running out of memory and any other error (a bug: its type and
     message, and a pointer to ``--debug``). With ``--debug`` (before or after the command)
     the error propagates with its traceback instead.
