@@ -308,6 +308,14 @@ def test_a_grid_value_out_of_range_is_named_by_its_key(tmp_path, capsys):
     assert error == f"error: {path}: grid.alpha must be a finite number in (0, inf); got -0.5"
 
 
+def test_counts_and_articles_agree():
+    from featurefate._text import article, count
+
+    assert [count(n, "cell") for n in (0, 1, 2)] == ["0 cells", "1 cell", "2 cells"]
+    assert count(1, "finished cell") == "1 finished cell"
+    assert article("init_scale") == "an init_scale" and article("linear_phase") == "a linear_phase"
+
+
 def test_flag_names_replace_whole_words_only():
     sim = "simulate point"
     assert (
@@ -582,7 +590,7 @@ def test_verify_finds_missing_corrupt_and_half_written_cells(tmp_path, config_fi
     )
     assert f"problem: variable {runner.WALL_TIME} is unreadable" in out[1]
     assert out[2] == (
-        "problem: variable error_scratch lacks 1 finished cells, the first at "
+        "problem: variable error_scratch lacks 1 finished cell, the first at "
         f"(alpha=1.5, theta={cfg.grid['theta'][1]:g}, sigma=0.2)"
     )
     assert "--resume computes them again" in out[3]

@@ -620,7 +620,8 @@ def test_the_scheduler_lost_mid_sweep_then_resumed(
         (line,) = [line for line in lines if line.startswith("error:")]
         assert line.startswith(f"error: lost the Dask scheduler {cluster.address}")
         kept = len(written)
-        assert line.endswith(f"keeps its {kept} finished cells of {CELLS}: resume with --resume")
+        cells = "finished cell" if kept == 1 else "finished cells"
+        assert line.endswith(f"keeps its {kept} {cells} of {CELLS}: resume with --resume")
         assert 1 <= kept < CELLS
         assert int(sweep.open_results(tmp_path / "s.zarr").done.sum()) == kept
         monkeypatch.setattr(ResultStore, "write_cell", write_cell)

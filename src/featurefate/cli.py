@@ -32,15 +32,28 @@ from rich.text import Text
 import featurefate
 from featurefate import _usage
 from featurefate import _validation as v
+from featurefate._text import count
 
 try:  # recent typer vendors its own copy of click
-    from typer._click.exceptions import BadParameter, UsageError
+    from typer._click.exceptions import BadParameter, MissingParameter, UsageError
 except ImportError:  # pragma: no cover - typer built on the click package
-    from click.exceptions import BadParameter, UsageError
+    from click.exceptions import BadParameter, MissingParameter, UsageError
 
 # Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
 # `featurefate --help` and the theory commands start fast.
-FIGURE_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "mechanism", "init_scale")
+# the names of featurefate.reproduce.FIGURES (importing it takes seconds; a test keeps them equal)
+FIGURE_NAMES = (
+    "fig1",
+    "fig2",
+    "fig3",
+    "fig4",
+    "fig5",
+    "fig6",
+    "fig7",
+    "mechanism",
+    "init_scale",
+    "finite_source",
+)
 
 app = typer.Typer(
     name="featurefate",
@@ -197,8 +210,8 @@ def _point_table(result: dict) -> Table:
         regions = result["negative_transfer"]
         lower, upper = regions["alpha_lower"], regions["alpha_upper"]
         below = "empty" if math.isnan(lower) else f"({lower:.6g}, {upper:.6g})"
-        table.add_row("negative for α in (D → ∞)", below)
-        table.add_row("and for α above (D → ∞)", f"{regions['alpha_threshold']:.6g}")
+        table.add_row("negative-transfer interval of α (D → ∞)", below)
+        table.add_row("negative for every α above (D → ∞)", f"{regions['alpha_threshold']:.6g}")
         table.add_row("negative at this α", "yes" if regions["is_negative"] else "no")
     if "break_even_angle" in result:
         table.add_row(
@@ -299,7 +312,11 @@ def simulate_point_command(
     depth: Annotated[int, typer.Option("--depth", help="Number of layers L >= 2.")] = 2,
     lam: Annotated[
         list[float] | None,
-        typer.Option("--lam", help="Ridge penalty for ridge transfer; repeat for several."),
+        typer.Option(
+            "--lam",
+            metavar="LAM",
+            help="Ridge penalty λ >= 0 for ridge transfer; repeat for several (default: 0.1).",
+        ),
     ] = None,
     instances: Annotated[
         int, typer.Option("--instances", help="Independent random instances K >= 2.")
@@ -599,7 +616,7 @@ def sweep_command(
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (
-        f"{out}: {report.completed} cells computed, {report.skipped} already done, "
+        f"{out}: {count(report.completed, 'cell')} computed, {report.skipped} already done, "
         f"{len(report.failed)} failed, of {report.total}, in {report.wall_time:.1f} s"
     )
     typer.echo(summary)
@@ -636,8 +653,9 @@ def cluster_certs_command(
 ) -> None:
     """Make TLS certificates for a lab cluster and print the commands that use them.
 
-    A CA, and a certificate and key each for the scheduler, the workers and the client. Keys are readable by their owner only. Copy ca.pem and a role's two files to each machine
-    of that role; keep ca-key.pem where it is.
+    A CA, and a certificate and key each for the scheduler, the workers and the client. Keys
+    are readable by their owner only. Copy ca.pem and a role's two files to each machine of
+    that role; keep ca-key.pem where it is.
     """
     from featurefate.sweep import certs as cluster_certs
 
@@ -738,9 +756,23 @@ def figure_command(
     ds = sweeps.open_results(data)
     paths = paper.make_figure(name, ds, out)
     if not paths:
-        raise ValueError(f"the store {data} has no data for figure {name} (e.g. no such sigma)")
+        raise ValueError(f"the store {data} cannot make figure {name}: {_figure_needs(name, ds)}")
     for path in paths:
         typer.echo(path)
+
+
+def _figure_needs(name: str, ds) -> str:
+    """What figure ``name`` needs that the store's dataset ``ds`` lacks, in words."""
+    sigmas = ", ".join(f"{s:g}" for s in ds.sigma.values) if "sigma" in ds.coords else "none"
+    if name == "finite_source":
+        return "it needs a store pretrained on finite source data (an alpha_source grid axis)"
+    if "alpha_source" in ds.dims:
+        return "the store pretrains on finite source data (alpha_source): draw finite_source"
+    if name in ("fig6", "fig7"):
+        return f"it needs sigma = 0 in the store; the store's sigma: {sigmas}"
+    if name in ("fig1", "fig2", "fig3"):
+        return f"it needs a sigma > 0 in the store; the store's sigma: {sigmas}"
+    return "the store lacks the data it draws"
 
 
 @app.command("explore")
@@ -942,6 +974,29 @@ def _fail(err: Exception | str, code: int) -> None:
     raise SystemExit(code)
 
 
+def _one_line_paragraphs(text: str | None) -> str | None:
+    """``text`` with each paragraph on one line: the help rewraps it to the terminal's width
+    (the source's line breaks would stay, and break lines mid-sentence at 80 columns)."""
+    if not text:
+        return text
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(paragraphs)
+
+
+def _for_the_terminal(command, ctx=None):
+    """``command`` (and its subcommands) with help that reads well at 80 columns: paragraphs
+    rewrapped (:func:`_one_line_paragraphs`), and no type shown for an on/off flag (typer's
+    help shows ``--resume <bool>``, which reads as if the flag took a value)."""
+    command.help = _one_line_paragraphs(command.help)
+    ctx = typer.Context(command, parent=ctx, info_name=command.name)
+    for param in command.get_params(ctx):  # with the --help option
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _for_the_terminal(sub, ctx)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
@@ -958,16 +1013,15 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     command_name = _usage.command_of(argv)
-    command = typer.main.get_command(app)
+    command = _for_the_terminal(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="featurefate", standalone_mode=False)
     except UsageError as err:
         if not err.format_message():  # no arguments at all: the help was printed
             raise SystemExit(0) from None
-        if debug:
-            raise
         param = getattr(err, "param", None)
-        if isinstance(err, BadParameter) and getattr(param, "opts", None):
+        unreadable = isinstance(err, BadParameter) and not isinstance(err, MissingParameter)
+        if unreadable and getattr(param, "opts", None):
             _fail(_usage.unreadable_value(param.opts, err.message, argv), 2)
         _fail(err.format_message(), 2)
     except typer.Abort:
