@@ -9,7 +9,9 @@ key (``fixed.n_instances``), a longer name (``sigma_source`` for ``sigma``), a f
 written (``--dim``) and prose (``the Dask scheduler at ...``) stay as they are.
 :func:`check_phase_grid` refuses a finite-size phase-diagram grid below one sample, and
 :func:`check_simulation_size` a local simulation beyond the machine's memory, in the flags'
-terms.
+terms. A value the command-line parser cannot read (``--dim 2.5``) is told in the same form by
+:func:`unreadable_value` (``--dim must be an integer; got 2.5``), and :func:`check_out_dir`
+refuses an output directory that is a file.
 """
 
 from __future__ import annotations
