@@ -218,7 +218,7 @@ def test_bad_grid_size(capsys, tmp_path):
         (["theory", "point", "--method", "linear"], "error: Missing option '--alpha'."),
         (
             ["theory", "point", "--method", "linear", "--alpha", "abc"],
-            "error: Invalid value for '--alpha'",
+            "error: --alpha must be a real number; got abc",
         ),
         (["theory", "pointx"], "error: No such command 'pointx'"),
     ],
@@ -236,6 +236,39 @@ def test_no_arguments_prints_help(capsys):
         main([])
     assert exit_info.value.code == 0
     assert "Usage" in capsys.readouterr().out
+
+
+def _help(argv, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command", [["sweep"], ["verify"], ["configs"], ["cluster-certs"], ["simulate", "point"], []]
+)
+def test_help_reads_well_at_80_columns(command, capsys, monkeypatch):
+    """Paragraphs rewrapped, not broken at the docstring's line ends; flags show no type."""
+    text = _help(command, capsys, monkeypatch)
+    assert "<bool>" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    description = text.split("╭")[0].splitlines()[3:]  # after the usage line
+    for line, after in zip(description, [*description[1:], ""], strict=True):
+        if line.strip() and after.strip():  # not a paragraph's last line: a full one
+            assert len(line.rstrip()) > 60, line
+
+
+def test_help_lists_every_figure_and_the_lam_default(capsys, monkeypatch):
+    import featurefate.cli as cli
+    from featurefate.reproduce import FIGURES
+
+    assert sorted(cli.FIGURE_NAMES) == sorted(FIGURES)
+    assert "finite_source" in " ".join(_help(["figure"], capsys, monkeypatch).split())
+    text = _help(["simulate", "point"], capsys, monkeypatch)
+    assert "--lam" in text and "LAM" in text and "(default: 0.1)" in text
+    assert "list[float]" not in text
 
 
 TINY_SWEEP = """

@@ -20,7 +20,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from featurefate import explore
-from featurefate.cli import app
+from featurefate.cli import app, main
 from featurefate.explore.page import render_page
 from featurefate.theory import linear as theory
 
@@ -320,7 +320,7 @@ def test_serve_in_a_thread(tmp_path):
         explore.serve(tmp_path / "nowhere", background=True)
 
 
-def test_store_signs_refuses_finite_source_stores(tmp_path):
+def test_store_signs_refuses_finite_source_stores(tmp_path, capsys):
     from featurefate.sweep import load_config
     from featurefate.sweep.store import ResultStore
 
@@ -339,3 +339,7 @@ def test_store_signs_refuses_finite_source_stores(tmp_path):
         app, ["explore", "--out", str(tmp_path / "x"), "--data", str(store.path)]
     )
     assert result.exit_code != 0 and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as info:  # the message names the flag typed
+        main(["explore", "--out", str(tmp_path / "x"), "--data", str(store.path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --data must pretrain on the source")

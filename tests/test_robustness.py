@@ -101,6 +101,9 @@ def _sweep(config_file, store, **options):
 # ----------------------------------------------------------------------------- flags
 
 
+_SIMULATE = ["simulate", "point", "--alpha", "0.5", "--theta", "0.5", "--sigma", "0"]
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -235,12 +238,82 @@ def _sweep(config_file, store, **options):
             ["reproduce", "--num-theta", "1", "--config", "tiny-linear", "--out", "r"],
             "error: --num-theta must be an integer in [2, 20000]; got 1",
         ),
+        (
+            [*_SIMULATE, "--seed", "-1"],
+            "error: --seed must be an integer >= 0; got -1",
+        ),
+        (
+            [*_SIMULATE, "--alpha", "0.01", "--dim", "10"],
+            "error: --alpha * --dim must round to at least 1 sample",
+        ),
+        ([*_SIMULATE, "--dim", "2.5"], "error: --dim must be an integer; got 2.5"),
+        ([*_SIMULATE, "--alpha=x"], "error: --alpha must be a real number; got x"),
+        (
+            ["sweep", "tiny-linear", "--out", "s.zarr", "--workers", "1.5"],
+            "error: --workers must be an integer; got 1.5",
+        ),
+        (
+            ["sweep", "tiny-linear", "--out", "s.zarr", "--connect-timeout", "-1"],
+            "error: --connect-timeout must be a finite number in (0, inf); got -1",
+        ),
+        (
+            ["sweep", "/nonexistent/nope.toml", "--out", "s.zarr"],
+            "error: no such config file: /nonexistent/nope.toml",
+        ),
+        (
+            ["sweep", "nope", "--out", "s.zarr"],
+            "error: nope: no such config file, and no bundled config of that name (bundled: ",
+        ),
+        (
+            ["explore", "--port", "70000"],
+            "error: --port must be an integer in [0, 65535]; got 70000",
+        ),
+        (["reproduce", "--scale", "huge"], "error: --scale must be one of 'quick', 'paper'"),
+        (["reproduce", "--workers", "0"], "error: --workers must be an integer in [1, "),
+        (
+            ["reproduce", "--config", "tiny-linear", "--scheduler", "tcp://host"],
+            "error: --scheduler must be an address like tcp://HOST:PORT",
+        ),
+        (
+            ["reproduce", "--config", "/nonexistent.toml"],
+            "error: no such config file: /nonexistent.toml",
+        ),
     ],
 )
 def test_errors_name_the_flags_typed_before_any_work(tmp_path, monkeypatch, capsys, argv, expected):
     monkeypatch.chdir(tmp_path)
     assert _one_error(argv, capsys).startswith(expected)
     assert list(tmp_path.iterdir()) == []  # no output folder, store or data written
+
+
+def test_an_output_folder_that_is_a_file_is_named(tmp_path, capsys):
+    """--out names a folder: a file there is refused by name, status 2, before any work."""
+    path = tmp_path / "x.py"
+    path.write_text("")
+    for argv in (
+        ["explore"],
+        ["figure", "fig1", "--data", str(tmp_path / "s.zarr")],
+        ["reproduce", "--config", "tiny-linear"],
+        ["theory", "phase-diagram", "--method", "linear", "--sigma", "0"],
+    ):
+        error = _one_error([*argv, "--out", str(path)], capsys)
+        assert error == f"error: --out must be a directory (created if missing); got {path}, a file"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.py"]
+
+
+def test_a_grid_value_out_of_range_is_named_by_its_key(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace("alpha = [0.5, 1.5]", "alpha = [-0.5, 1.5]"))
+    error = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert error == f"error: {path}: grid.alpha must be a finite number in (0, inf); got -0.5"
+
+
+def test_counts_and_articles_agree():
+    from featurefate._text import article, count
+
+    assert [count(n, "cell") for n in (0, 1, 2)] == ["0 cells", "1 cell", "2 cells"]
+    assert count(1, "finished cell") == "1 finished cell"
+    assert article("init_scale") == "an init_scale" and article("linear_phase") == "a linear_phase"
 
 
 def test_flag_names_replace_whole_words_only():
@@ -517,7 +590,7 @@ def test_verify_finds_missing_corrupt_and_half_written_cells(tmp_path, config_fi
     )
     assert f"problem: variable {runner.WALL_TIME} is unreadable" in out[1]
     assert out[2] == (
-        "problem: variable error_scratch lacks 1 finished cells, the first at "
+        "problem: variable error_scratch lacks 1 finished cell, the first at "
         f"(alpha=1.5, theta={cfg.grid['theta'][1]:g}, sigma=0.2)"
     )
     assert "--resume computes them again" in out[3]

@@ -129,7 +129,7 @@ def test_config_errors_are_one_line_naming_the_key(tmp_path, change, message):
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(sweep.ConfigError, match=r"absent\.toml: no such config file"):
+    with pytest.raises(sweep.ConfigError, match=r"^no such config file: .*absent\.toml$"):
         sweep.load_config(tmp_path / "absent.toml")
 
 
@@ -352,7 +352,7 @@ def test_cli_sweep_reports_failed_cells_and_exits_1(tmp_path, fake_runner, monke
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sweep", "absent.toml", "--out", "x"], "error: absent.toml: no such config file"),
+        (["sweep", "absent.toml", "--out", "x"], "error: no such config file: absent.toml"),
         (["export", "absent.zarr", "--netcdf", "x.nc"], "error: no such store: absent.zarr"),
         (["figure", "fig9", "--data", "absent.zarr"], "error: figure must be one of"),
         (["reproduce", "--scale", "huge"], "error: --scale must be one of 'quick', 'paper'"),

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -255,15 +256,27 @@ def test_cluster_certs_refuses_to_overwrite_unless_forced(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--hosts", "bad host"], "hosts must be host names or IP addresses; got 'bad host'"),
-        (["--hosts", "tls://x"], "hosts must be host names or IP addresses; got 'tls://x'"),
-        (["--days", "0"], "days must be an integer >= 1; got 0"),
-        (["--port", "70000"], "port must be an integer in [1, 65535]; got 70000"),
+        (["--hosts", "bad host"], "--hosts must be host names or IP addresses; got 'bad host'"),
+        (["--hosts", "tls://x"], "--hosts must be host names or IP addresses; got 'tls://x'"),
+        (["--days", "0"], "--days must be an integer >= 1; got 0"),
+        (["--port", "70000"], "--port must be an integer in [1, 65535]; got 70000"),
     ],
 )
 def test_cluster_certs_bad_values(tmp_path, capsys, argv, message):
     assert _exit(["cluster-certs", str(tmp_path / "c"), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "99999"], ["--days", "-1"]])
+def test_cluster_certs_checks_everything_before_writing(tmp_path, capsys, argv):
+    """A bad --port (only used in the commands printed) is refused before any file exists."""
+    directory = tmp_path / "c"
+    assert _exit(["cluster-certs", str(directory), *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {argv[0]} must be an integer ")
+    assert captured.err.strip().endswith(f"; got {int(argv[1])}")
+    assert not directory.exists()
 
 
 def _exit(argv) -> int:
@@ -348,12 +361,55 @@ def test_tls_options_through_the_cli_are_one_line(certs_output, config_path, tmp
     )
     assert _exit([*argv[:4], "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "0"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: connect timeout must be a finite number in (0, inf); got 0"
+        "error: --connect-timeout must be a finite number in (0, inf); got 0"
     )
     assert not (tmp_path / "s.zarr").exists()
 
 
 # ------------------------------------------------------------------ unreachable schedulers
+
+
+@pytest.mark.parametrize(
+    ("address", "what"),
+    [
+        (
+            "tcp://127.0.0.1:99999",
+            "with a port in [1, 65535]; got 'tcp://127.0.0.1:99999' (port 99999)",
+        ),
+        ("tcp://127.0.0.1:0", "with a port in [1, 65535]; got 'tcp://127.0.0.1:0' (port 0)"),
+        ("tcp://:8786", "with a host; got 'tcp://:8786'"),
+        ("tcp://host", "with a port in [1, 65535]; got 'tcp://host' (no port)"),
+        ("127.0.0.1:8786", "; got '127.0.0.1:8786'"),
+    ],
+)
+def test_a_malformed_scheduler_address_is_refused_up_front(
+    config_path, tmp_path, capsys, address, what
+):
+    """Host and port are checked before the config, the store or a connection: one line
+    naming --scheduler, at once (no connect timeout, no TLS hint)."""
+    argv = ["sweep", str(config_path), "--out", str(tmp_path / "s.zarr"), "--scheduler", address]
+    start = time.monotonic()
+    assert _exit([*argv, "--connect-timeout", "30"]) == 2
+    assert time.monotonic() - start < 5
+    shape = "an address like tcp://HOST:PORT or tls://HOST:PORT"
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --scheduler must be {shape} {what}".replace(" ;", ";")
+    ]
+    assert not (tmp_path / "s.zarr").exists()
+    for good in ("tcp://127.0.0.1:8786", "tls://[::1]:1", "tcp://node-1.example.org:65535"):
+        assert executors.check_address(good) == good
+
+
+def test_the_tls_hint_only_after_a_handshake(monkeypatch):
+    """A refused connection or an unknown host gets no "(a TLS scheduler? ...)" hint."""
+    assert not executors._handshake_failed(ConnectionRefusedError(111, "refused"))
+    assert not executors._handshake_failed(socket.gaierror(-2, "Name or service not known"))
+    wrapped = OSError("Timed out trying to connect")
+    wrapped.__cause__ = ConnectionRefusedError(111, "refused")
+    assert not executors._handshake_failed(wrapped)
+    assert not executors._handshake_failed(ValueError("missing port number in address 'h'"))
+    assert executors._handshake_failed(OSError("connection closed during the handshake"))
+    assert executors._handshake_failed(ssl.SSLCertVerificationError("certificate verify failed"))
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
@@ -564,7 +620,8 @@ def test_the_scheduler_lost_mid_sweep_then_resumed(
         (line,) = [line for line in lines if line.startswith("error:")]
         assert line.startswith(f"error: lost the Dask scheduler {cluster.address}")
         kept = len(written)
-        assert line.endswith(f"keeps its {kept} finished cells of {CELLS}: resume with --resume")
+        cells = "finished cell" if kept == 1 else "finished cells"
+        assert line.endswith(f"keeps its {kept} {cells} of {CELLS}: resume with --resume")
         assert 1 <= kept < CELLS
         assert int(sweep.open_results(tmp_path / "s.zarr").done.sum()) == kept
         monkeypatch.setattr(ResultStore, "write_cell", write_cell)

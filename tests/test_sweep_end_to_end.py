@@ -229,7 +229,10 @@ def test_cli_figure_and_export_from_a_store(reference_store, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # no sigma = 0 in this store
         main(["figure", "fig6", "--data", str(reference_store), "--out", str(tmp_path)])
     assert info.value.code == 2
-    assert "no data for figure fig6" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: the store {reference_store} cannot make figure fig6: it needs sigma = 0 in "
+        "the store; the store's sigma: 0.2"
+    ]
     with pytest.raises(SystemExit) as info:  # a figure of another experiment
         main(["figure", "fig5", "--data", str(reference_store), "--out", str(tmp_path)])
     assert info.value.code == 2
@@ -238,6 +241,9 @@ def test_cli_figure_and_export_from_a_store(reference_store, tmp_path, capsys):
         main(["figure", "mechanism", "--data", str(reference_store), "--out", str(tmp_path)])
     assert info.value.code == 2
     assert "needs a mechanism store" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # the article before a vowel
+        main(["figure", "init_scale", "--data", str(reference_store), "--out", str(tmp_path)])
+    assert "needs an init_scale store; got a linear_phase store" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as info:
         main(["export", str(reference_store), "--netcdf", str(tmp_path / "r.nc")])

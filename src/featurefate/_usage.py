@@ -9,7 +9,9 @@ key (``fixed.n_instances``), a longer name (``sigma_source`` for ``sigma``), a f
 written (``--dim``) and prose (``the Dask scheduler at ...``) stay as they are.
 :func:`check_phase_grid` refuses a finite-size phase-diagram grid below one sample, and
 :func:`check_simulation_size` a local simulation beyond the machine's memory, in the flags'
-terms.
+terms. A value the command-line parser cannot read (``--dim 2.5``) is told in the same form by
+:func:`unreadable_value` (``--dim must be an integer; got 2.5``), and :func:`check_out_dir`
+refuses an output directory that is a file.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ FLAGS: dict[str, dict[str, str]] = {
         n_instances="--instances",
     ),
     "sweep": _flags("workers", "scheduler"),
+    "cluster-certs": _flags("hosts", "days", "port"),
+    "explore": _flags("data", "out", "port"),
     "reproduce": _flags("scale", "workers", "scheduler", "num_alpha", "num_theta"),
 }
 """For each command, the flag (or argument) the user typed for each library parameter."""
@@ -149,3 +153,48 @@ def check_simulation_size(
             + f" needs at least {need / 2**30:.3g} GiB, more than this machine's "
             f"{total / 2**30:.3g} GiB; choose a smaller --dim or fewer --instances"
         )
+
+
+# what the command-line parser says of a value it cannot read, in the house's words
+_PARSER_WORDS = {
+    "valid integer": "an integer",
+    "valid number": "a real number",
+    "valid boolean": "a boolean",
+}
+
+
+def typed_value(opts: list[str], argv: list[str]) -> tuple[str, str | None]:
+    """The flag of ``opts`` the user typed last in ``argv`` and the value typed with it
+    (``--dim 2.5`` or ``--dim=2.5``), or the first of ``opts`` and ``None``."""
+    found: tuple[str, str | None] = (opts[0] if opts else "value", None)
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt:
+                found = (opt, argv[i + 1] if i + 1 < len(argv) else None)
+            elif arg.startswith(opt + "="):
+                found = (opt, arg[len(opt) + 1 :])
+    return found
+
+
+def unreadable_value(opts: list[str], message: str, argv: list[str]) -> str:
+    """The parser's complaint about a value (``Input should be a valid integer, unable to parse
+    string as an integer``) as one line naming the flag and the value typed:
+    ``--dim must be an integer; got 2.5``."""
+    flag, value = typed_value(opts, argv)
+    got = "" if value is None else f"; got {value}"
+    for words, kind in _PARSER_WORDS.items():
+        if words in message:
+            return f"{flag} must be {kind}{got}"
+    return f"{flag}: {message[:1].lower() + message[1:]}{got}"
+
+
+def check_out_dir(path, *, flag: str = "--out") -> None:
+    """Refuse an output directory that exists as something else (a file).
+
+    Raises
+    ------
+    ValueError
+        Naming ``flag`` and the path.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} must be a directory (created if missing); got {path}, a file")

@@ -32,15 +32,28 @@ from rich.text import Text
 import featurefate
 from featurefate import _usage
 from featurefate import _validation as v
+from featurefate._text import count
 
 try:  # recent typer vendors its own copy of click
-    from typer._click.exceptions import UsageError
+    from typer._click.exceptions import BadParameter, MissingParameter, UsageError
 except ImportError:  # pragma: no cover - typer built on the click package
-    from click.exceptions import UsageError
+    from click.exceptions import BadParameter, MissingParameter, UsageError
 
 # Heavy modules (matplotlib, Zarr, Dask, JAX) are imported by the commands that use them, so
 # `featurefate --help` and the theory commands start fast.
-FIGURE_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "mechanism", "init_scale")
+# the names of featurefate.reproduce.FIGURES (importing it takes seconds; a test keeps them equal)
+FIGURE_NAMES = (
+    "fig1",
+    "fig2",
+    "fig3",
+    "fig4",
+    "fig5",
+    "fig6",
+    "fig7",
+    "mechanism",
+    "init_scale",
+    "finite_source",
+)
 
 app = typer.Typer(
     name="featurefate",
@@ -145,6 +158,7 @@ def phase_diagram_command(
     from featurefate.experiments.theory_phase import phase_stem
     from featurefate.reproduce import write_phase_diagram
 
+    _usage.check_out_dir(out)
     _usage.check_phase_grid(alpha_max=alpha_max, num_alpha=num_alpha, dim=dim)
     stem = phase_stem(method, sigma, lam=lam, variant=variant, dim=dim)
     paths = write_phase_diagram(
@@ -196,8 +210,8 @@ def _point_table(result: dict) -> Table:
         regions = result["negative_transfer"]
         lower, upper = regions["alpha_lower"], regions["alpha_upper"]
         below = "empty" if math.isnan(lower) else f"({lower:.6g}, {upper:.6g})"
-        table.add_row("negative for α in (D → ∞)", below)
-        table.add_row("and for α above (D → ∞)", f"{regions['alpha_threshold']:.6g}")
+        table.add_row("negative-transfer interval of α (D → ∞)", below)
+        table.add_row("negative for every α above (D → ∞)", f"{regions['alpha_threshold']:.6g}")
         table.add_row("negative at this α", "yes" if regions["is_negative"] else "no")
     if "break_even_angle" in result:
         table.add_row(
@@ -298,7 +312,11 @@ def simulate_point_command(
     depth: Annotated[int, typer.Option("--depth", help="Number of layers L >= 2.")] = 2,
     lam: Annotated[
         list[float] | None,
-        typer.Option("--lam", help="Ridge penalty for ridge transfer; repeat for several."),
+        typer.Option(
+            "--lam",
+            metavar="LAM",
+            help="Ridge penalty λ >= 0 for ridge transfer; repeat for several (default: 0.1).",
+        ),
     ] = None,
     instances: Annotated[
         int, typer.Option("--instances", help="Independent random instances K >= 2.")
@@ -335,6 +353,7 @@ def simulate_point_command(
     """Pretrain, then scratch / linear / ridge / fine-tune at one (α, θ, σ); compare with theory."""
     from featurefate.experiments.linear_phase import LinearPhaseConfig, run_cell, summarize
 
+    v.integer("--seed", seed, low=0)
     _usage.check_simulation_size(
         dim=dim, depth=depth, instances=instances, alpha=alpha, rank_one=init == "rank_one"
     )
@@ -355,7 +374,7 @@ def simulate_point_command(
         TextColumn("step {task.completed:>6.0f} (limit {task.total:.0f})"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with _LazyProgress(*columns, console=Console(stderr=True), transient=True) as bar:
         tasks = {}
 
         def progress(stage, steps, max_steps):
@@ -411,8 +430,26 @@ class _TaskColumn(ProgressColumn):
         return Text(self._render(task))
 
 
+class _LazyProgress(Progress):
+    """A progress display that starts with its first task: an error before it (a bad value
+    found by the library) leaves nothing on the terminal but its own line, where a started
+    display would leave a blank line."""
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 def _cell_progress(console: Console) -> Progress:
-    return Progress(
+    return _LazyProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -542,7 +579,10 @@ def sweep_command(
     failed or the cluster was lost, 130 when interrupted (resume with --resume).
     """
     from featurefate import sweep as sweeps
+    from featurefate.sweep.executors import check_executor
 
+    v.real_array("--connect-timeout", connect_timeout, low=0.0, low_open=True)
+    check_executor(workers=workers, scheduler=scheduler, timeout=connect_timeout)
     sweep_config = sweeps.load_config(config)
     sweeps.check_sweep(sweep_config, out, resume=resume, overwrite=overwrite)
     security = sweeps.cluster_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
@@ -576,7 +616,7 @@ def sweep_command(
     for failure in report.failed:
         print(f"error: {failure.describe()}", file=sys.stderr)
     summary = (
-        f"{out}: {report.completed} cells computed, {report.skipped} already done, "
+        f"{out}: {count(report.completed, 'cell')} computed, {report.skipped} already done, "
         f"{len(report.failed)} failed, of {report.total}, in {report.wall_time:.1f} s"
     )
     typer.echo(summary)
@@ -613,11 +653,15 @@ def cluster_certs_command(
 ) -> None:
     """Make TLS certificates for a lab cluster and print the commands that use them.
 
-    A CA, and a certificate and key each for the scheduler, the workers and the client. Keys are readable by their owner only. Copy ca.pem and a role's two files to each machine
-    of that role; keep ca-key.pem where it is.
+    A CA, and a certificate and key each for the scheduler, the workers and the client. Keys
+    are readable by their owner only. Copy ca.pem and a role's two files to each machine of
+    that role; keep ca-key.pem where it is.
     """
     from featurefate.sweep import certs as cluster_certs
 
+    # everything checked before the first file is written
+    v.integer("--days", days, low=1)
+    v.integer("--port", port, low=1, high=65535)
     names = [name for item in hosts or [] for name in item.split(",") if name.strip()]
     made = cluster_certs.make_cluster_certs(directory, hosts=names, days=days, force=force)
     for path in made.files():
@@ -706,14 +750,29 @@ def figure_command(
     from featurefate import sweep as sweeps
 
     v.choice("figure", name, paper.FIGURES)
+    _usage.check_out_dir(out)
     finished, total = sweeps.require_cells(data, what="draw")
     _note(sweeps.partial_note(data, finished, total))
     ds = sweeps.open_results(data)
     paths = paper.make_figure(name, ds, out)
     if not paths:
-        raise ValueError(f"the store {data} has no data for figure {name} (e.g. no such sigma)")
+        raise ValueError(f"the store {data} cannot make figure {name}: {_figure_needs(name, ds)}")
     for path in paths:
         typer.echo(path)
+
+
+def _figure_needs(name: str, ds) -> str:
+    """What figure ``name`` needs that the store's dataset ``ds`` lacks, in words."""
+    sigmas = ", ".join(f"{s:g}" for s in ds.sigma.values) if "sigma" in ds.coords else "none"
+    if name == "finite_source":
+        return "it needs a store pretrained on finite source data (an alpha_source grid axis)"
+    if "alpha_source" in ds.dims:
+        return "the store pretrains on finite source data (alpha_source): draw finite_source"
+    if name in ("fig6", "fig7"):
+        return f"it needs sigma = 0 in the store; the store's sigma: {sigmas}"
+    if name in ("fig1", "fig2", "fig3"):
+        return f"it needs a sigma > 0 in the store; the store's sigma: {sigmas}"
+    return "the store lacks the data it draws"
 
 
 @app.command("explore")
@@ -734,7 +793,7 @@ def explore_command(
         typer.Option("--serve", help="Serve DIR on 127.0.0.1 and open the page in the browser."),
     ] = False,
     port: Annotated[
-        int, typer.Option("--port", help="Port for --serve (0: a free one).", min=0, max=65535)
+        int, typer.Option("--port", help="Port for --serve in [0, 65535] (0: a free one).")
     ] = 0,
 ) -> None:
     """Write the interactive phase-diagram explorer: DIR/index.html and DIR/theory.mjs.
@@ -747,6 +806,8 @@ def explore_command(
 
     from featurefate import explore
 
+    v.integer("--port", port, low=0, high=65535)
+    _usage.check_out_dir(out)
     for path in explore.write_explorer(out, data=data):
         typer.echo(path)
     if not serve:
@@ -800,6 +861,7 @@ def reproduce_command(
     import featurefate.reproduce as paper
 
     paper.grid(num_alpha=num_alpha, num_theta=num_theta)  # checked before anything starts
+    _usage.check_out_dir(out)
     console = Console(stderr=True)
     tasks: dict = {}
     with _sigterm_as_interrupt(), _cell_progress(console) as progress:
@@ -871,6 +933,8 @@ def diagnose_command(
     from featurefate import diagnosis
 
     choice = v.choice("scratch", scratch, ("min-norm", "ridge", "mlp"))
+    if out is not None:
+        _usage.check_out_dir(out)
     if choice == "mlp":
         from sklearn.neural_network import MLPRegressor
 
@@ -910,13 +974,37 @@ def _fail(err: Exception | str, code: int) -> None:
     raise SystemExit(code)
 
 
+def _one_line_paragraphs(text: str | None) -> str | None:
+    """``text`` with each paragraph on one line: the help rewraps it to the terminal's width
+    (the source's line breaks would stay, and break lines mid-sentence at 80 columns)."""
+    if not text:
+        return text
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(paragraphs)
+
+
+def _for_the_terminal(command, ctx=None):
+    """``command`` (and its subcommands) with help that reads well at 80 columns: paragraphs
+    rewrapped (:func:`_one_line_paragraphs`), and no type shown for an on/off flag (typer's
+    help shows ``--resume <bool>``, which reads as if the flag took a value)."""
+    command.help = _one_line_paragraphs(command.help)
+    ctx = typer.Context(command, parent=ctx, info_name=command.name)
+    for param in command.get_params(ctx):  # with the --help option
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _for_the_terminal(sub, ctx)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
     Every bad input ends in one line on stderr, ``error: <message>``, and no traceback: usage
-    errors (a missing, unknown or malformed option) and a ``ValueError`` from the library (an
-    out-of-range or unknown value, named by the flag the user typed) exit with status 2; an
-    ``OSError`` (e.g. an unwritable --out, an unreachable scheduler) with status 1; so do a
+    errors (a missing, unknown or malformed option, a value the parser cannot read), a
+    ``ValueError`` from the library (an out-of-range or unknown value, named by the flag the
+    user typed) and a scheduler that cannot be reached exit with status 2; an ``OSError``
+    (e.g. an unwritable --out, a scheduler lost mid-sweep) with status 1; so do a
     diverged training run, running out of memory and any other error (a bug: its type and
     message, and a pointer to ``--debug``). With ``--debug`` (before or after the command)
     the error propagates with its traceback instead.
@@ -925,12 +1013,16 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     command_name = _usage.command_of(argv)
-    command = typer.main.get_command(app)
+    command = _for_the_terminal(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="featurefate", standalone_mode=False)
     except UsageError as err:
         if not err.format_message():  # no arguments at all: the help was printed
             raise SystemExit(0) from None
+        param = getattr(err, "param", None)
+        unreadable = isinstance(err, BadParameter) and not isinstance(err, MissingParameter)
+        if unreadable and getattr(param, "opts", None):
+            _fail(_usage.unreadable_value(param.opts, err.message, argv), 2)
         _fail(err.format_message(), 2)
     except typer.Abort:
         _fail("aborted", 1)

@@ -22,6 +22,7 @@ import xarray as xr
 
 from featurefate import _validation as v
 from featurefate import schema
+from featurefate._text import article, count
 from featurefate.experiments._stats import mean_and_stderr
 from featurefate.experiments.theory_phase import grid, phase_diagram, phase_stem
 from featurefate.figures.finite_source import plot_finite_source
@@ -246,8 +247,8 @@ class SimulationFigure:
     def make(self, ds: xr.Dataset, out_dir) -> list[Path]:
         if ds.attrs.get("experiment") != self.experiment:
             raise ValueError(
-                f"figure {self.name} needs a {self.experiment} store; "
-                f"got a {ds.attrs.get('experiment', 'unknown')} store"
+                f"figure {self.name} needs {article(self.experiment)} store; "
+                f"got {article(ds.attrs.get('experiment', 'unknown'))} store"
             )
         paths = []
         for stem, fig in self.draw(ds):
@@ -409,7 +410,9 @@ def finite_source_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
         clear = ok & (np.abs(t) > np.maximum(2 * se, SIGN_ATOL)).values
         agree = int((np.sign(t) == np.sign(pred)).values[clear].sum())
         left = int((~ok).sum())
-        note = f" ({left} cells with an instance at the step limit left out)" if left else ""
+        note = (
+            f" ({count(left, 'cell')} with an instance at the step limit left out)" if left else ""
+        )
         out.append(
             KeyNumber(
                 f"finite source: cells where simulated T({method}) is within 3 s.e. + "
@@ -479,7 +482,9 @@ def linear_key_numbers(sim: xr.Dataset) -> list[KeyNumber]:
         within = int((np.abs(t - pred) <= 3 * se + SIGN_ATOL)[ok].sum())
         skipped = int((np.isfinite(t) & np.isfinite(pred) & ~converged).sum())
         skipped_note = (
-            f" ({skipped} cells with instances at the step limit left out)" if skipped else ""
+            f" ({count(skipped, 'cell')} with instances at the step limit left out)"
+            if skipped
+            else ""
         )
         out.append(
             KeyNumber(
@@ -1047,6 +1052,7 @@ def reproduce(
         An interrupted sweep stops the run (figures are not drawn); rerunning resumes it.
     """
     from featurefate import sweep as sweeps
+    from featurefate.sweep.executors import check_executor
 
     scale = v.choice("scale", scale, SCALES)
     num_alpha, num_theta = theory_resolution
@@ -1061,6 +1067,7 @@ def reproduce(
     out = Path(out)
     for name, config in configs:  # every store usable (same config, no other writer) first
         sweeps.check_sweep(config, out / "data" / f"{name}.zarr", resume=True)
+    check_executor(workers=workers, scheduler=scheduler)  # before anything is created
     figures_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
     stores, failures, paths = [], [], []
@@ -1135,7 +1142,10 @@ def reproduce(
             section.notes.extend(SECTION_NOTES.get(f"{config.experiment}/finite_source", ()))
         missing = int((~ds.done.values).sum())
         if missing:
-            section.notes.append(f"{missing} cells failed and are missing (NaN) in the figures")
+            section.notes.append(
+                f"{count(missing, 'cell')} failed and {'is' if missing == 1 else 'are'} missing "
+                "(NaN) in the figures"
+            )
         for job in jobs:
             if job[0] == name and made[job]:
                 section.figures.append((FIGURES[job[1]].caption, made[job]))

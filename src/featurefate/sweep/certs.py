@@ -269,9 +269,7 @@ def command_lines(certs: ClusterCerts, *, host: str | None = None, port: int = 8
         NumPy starts; each cell limits XLA itself); ``CONFIG`` and ``STORE`` are placeholders.
     """
     host = certs.hosts[0] if host is None else _valid_host(host)
-    port = v.integer("port", port, low=1)
-    if port > 65535:
-        raise ValueError(f"port must be an integer in [1, 65535]; got {port}")
+    port = v.integer("port", port, low=1, high=65535)
     address = f"tls://{_address(host, port)}"
 
     def tls(role: str) -> str:

@@ -30,6 +30,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +260,7 @@ def from_dict(data: dict, *, source: str = "") -> SweepConfig:
             try:
                 check(config, cell)
             except ValueError as err:
-                _fail(source, f"grid: {err}")
+                _fail(source, _keyed("grid.", str(err), axes))
     return sweep
 
 
@@ -289,6 +290,8 @@ def resolve_config(spec) -> Path:
     name = path.name.removesuffix(".toml")
     if path.parent == Path(".") and name in bundled:
         return bundled[name]
+    if "/" in str(spec) or os.sep in str(spec) or str(spec).endswith(".toml"):
+        raise ConfigError(f"no such config file: {spec}")  # a path, not a bundled config's name
     raise ConfigError(
         f"{spec}: no such config file, and no bundled config of that name "
         f"(bundled: {', '.join(bundled)}; `featurefate configs` describes them)"

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -108,6 +109,36 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def check_address(address: str) -> str:
+    """Return the Dask scheduler address ``address`` if it is ``PROTOCOL://HOST:PORT``.
+
+    ``PROTOCOL`` one of :data:`_PROTOCOLS`; for the network ones a host (a name, an IPv4
+    address, or an IPv6 address in brackets) and a port in [1, 65535]. ``inproc://`` addresses
+    are left to Dask.
+
+    Raises
+    ------
+    ValueError
+        Naming ``scheduler``, the address and what is wrong with it.
+    """
+    shape = "an address like tcp://HOST:PORT or tls://HOST:PORT"
+    if not isinstance(address, str) or tls.scheme(address) not in _PROTOCOLS:
+        raise ValueError(f"scheduler must be {shape}; got {address!r}")
+    if tls.scheme(address) == "inproc":
+        return address
+    location = address.split("://", 1)[1]
+    found = re.fullmatch(r"(\[[^\]]*\]|[^:/\[\]]*)(?::([^:/]*))?/?", location)
+    if found is None or not found.group(1).strip("[]"):
+        raise ValueError(f"scheduler must be {shape} with a host; got {address!r}")
+    port = found.group(2)
+    if port is None or not port.isdigit() or not 1 <= int(port) <= 65535:
+        what = f"port {port}" if port else "no port"
+        raise ValueError(
+            f"scheduler must be {shape} with a port in [1, 65535]; got {address!r} ({what})"
+        )
+    return address
+
+
 def default_workers() -> int:
     """The number of usable cores (the local default)."""
     try:
@@ -145,6 +176,20 @@ def _reason(err: BaseException) -> str:
     return text
 
 
+def _handshake_failed(err: BaseException) -> bool:
+    """Whether ``err`` came from something that listens and answered: not a malformed address,
+    an unknown host or a refused connection (where a protocol hint would mislead)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, socket.gaierror | ConnectionRefusedError):
+            return False
+        if isinstance(err, ValueError | TypeError) and not isinstance(err, OSError):
+            return False  # a malformed address (an SSL verification error is both)
+        err = err.__cause__ or err.__context__
+    return True
+
+
 async def _probe(address: str, timeout: float, connection_args: dict) -> None:
     from distributed.comm import connect
 
@@ -173,7 +218,7 @@ def reach_scheduler(address: str, *, security=None, timeout: float = 10.0) -> No
         elapsed = time.monotonic() - start
         after = f"{timeout:g}" if elapsed >= timeout else f"{elapsed:.1f}"
         reason = _reason(err)
-        if elapsed < timeout:  # refused at once by something that listens: a wrong protocol?
+        if elapsed < timeout and _handshake_failed(err):  # a wrong protocol?
             reason += _HINTS.get(tls.scheme(address), "")
         raise SchedulerUnreachable(
             f"cannot reach scheduler {address}: {reason} (after {after} s)"
@@ -287,6 +332,26 @@ def _dask_executor(address: str, *, security, timeout: float) -> Iterator[Execut
                 client.close(timeout=min(timeout, 5.0))
 
 
+def check_executor(
+    *, workers: int | None = None, scheduler: str | None = None, timeout: float = 10.0
+) -> float:
+    """Check the arguments of :func:`executor` before anything starts; return the timeout.
+
+    Raises
+    ------
+    ValueError
+        As :func:`executor`.
+    """
+    timeout = float(v.real_array("connect timeout", timeout, low=0.0, low_open=True))
+    if scheduler is not None:
+        if workers is not None:
+            raise ValueError("give either workers or scheduler, not both")
+        check_address(scheduler)
+    elif workers is not None:
+        v.integer("workers", workers, low=1, high=MAX_WORKERS_PER_CORE * default_workers())
+    return timeout
+
+
 @contextmanager
 def executor(
     *,
@@ -318,15 +383,8 @@ def executor(
     SchedulerUnreachable
         The scheduler cannot be reached within ``timeout`` (an ``OSError``).
     """
-    timeout = float(v.real_array("connect timeout", timeout, low=0.0, low_open=True))
+    timeout = check_executor(workers=workers, scheduler=scheduler, timeout=timeout)
     if scheduler is not None:
-        if workers is not None:
-            raise ValueError("give either workers or scheduler, not both")
-        if tls.scheme(scheduler) not in _PROTOCOLS:
-            raise ValueError(
-                "scheduler must be an address like tcp://HOST:PORT or tls://HOST:PORT; "
-                f"got {scheduler!r}"
-            )
         if security is None:
             security = tls.cluster_security(scheduler)
         elif tls.scheme(scheduler) != "tls":

@@ -18,6 +18,7 @@ from pathlib import Path
 import xarray as xr
 
 from featurefate import experiments
+from featurefate._text import count
 from featurefate.sweep.config import SweepConfig
 from featurefate.sweep.executors import ExecutorLost, single_thread_xla
 from featurefate.sweep.lock import (
@@ -110,7 +111,8 @@ def _lost(error: BaseException, report: SweepReport, store_path) -> ExecutorLost
         what = f"a local worker process died ({error})"
     kept = report.skipped + report.completed
     return ExecutorLost(
-        f"{what}; the store {store_path} keeps its {kept} finished cells of {report.total}: "
+        f"{what}; the store {store_path} keeps its {count(kept, 'finished cell')} of "
+        f"{report.total}: "
         "resume with --resume"
     )
 

@@ -24,6 +24,7 @@ import numpy as np
 import zarr
 
 from featurefate import experiments
+from featurefate._text import count
 from featurefate.sweep.lock import describe, holder_if_locked
 from featurefate.sweep.runner import WALL_TIME
 from featurefate.sweep.store import (
@@ -64,14 +65,14 @@ class StoreCheck:
             f"{self.path}: {self.experiment or 'unknown experiment'}, {self.finished} of "
             f"{self.total} cells finished, {self.half_written} half-written, "
             f"{self.variables} result variables, "
-            + ("no problems" if self.ok else f"{len(self.problems)} problems")
+            + ("no problems" if self.ok else count(len(self.problems), "problem"))
         ]
         out += [f"problem: {problem}" for problem in self.problems]
         if self.writer is not None:
             out.append(f"note: a sweep writes it now ({describe(self.writer)}); counts may move")
         if self.half_written:
             out.append(
-                f"note: {self.half_written} cells were being written when a sweep stopped; "
+                f"note: {count(self.half_written, 'cell')} were being written when a sweep stopped; "
                 "--resume computes them again"
             )
         if self.ok and self.finished < self.total:
@@ -194,14 +195,14 @@ def verify_store(path) -> StoreCheck:
             first = sorted(missing)[0]
             where = ", ".join(f"{a}={grid[a][i]:g}" for a, i in zip(axes, first, strict=True))
             problems.append(
-                f"variable {name} lacks {len(missing)} finished cells, the first at ({where})"
+                f"variable {name} lacks {count(len(missing), 'finished cell')}, the first at ({where})"
             )
         if name == WALL_TIME and finished:
             times = values[done]
             bad = int((~np.isfinite(times) | (times <= 0)).sum())
             if bad:
-                problems.append(f"{bad} finished cells have no recorded wall time")
+                problems.append(f"{count(bad, 'finished cell')} without a recorded wall time")
     if finished and not check.variables:
-        problems.append(f"{check.finished} cells are marked finished but no result is stored")
+        problems.append(f"{count(check.finished, 'cell')} marked finished but no result is stored")
     check.half_written = len(written - finished)
     return check
