@@ -8,9 +8,11 @@ in-process with a thread pool and a stand-in for ``run_one`` (no JAX), so these 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -575,3 +577,55 @@ def test_reproduce_reports_a_store_without_a_finished_cell(
     assert stdout == [str(out / "report.md")]
     report = (out / "report.md").read_text()
     assert "The store has 0 of 8 cells finished, no figures or numbers." in report
+
+
+# ----------------------------------------------------------------------------- big grids
+
+BIG = TINY.replace(
+    "theta = [0.4, 0.8]", 'theta = { start = 0.0, stop = 1.0, num = 25000, scale = "pi/2" }'
+)
+
+
+def test_a_grid_over_the_cell_cap_is_refused_naming_its_keys(tmp_path, capsys):
+    path = tmp_path / "big.toml"
+    path.write_text(BIG.replace("num = 25000", "num = 100000"))
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert "the grid has 400000 cells (grid.alpha 2 x grid.theta 100000 x grid.sigma 2)" in line
+    assert f"at most {sweep.config.MAX_CELLS}" in line
+    assert not (tmp_path / "s.zarr").exists()
+    path.write_text(BIG.replace("num = 25000", "num = 10000000000"))
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert "grid.theta.num must be an integer in [1, 100000]; got 10000000000" in line
+
+
+def test_a_grid_at_the_cell_cap_is_set_up_in_seconds(tmp_path):
+    """100 000 cells: config, store and the first cell's variables (minutes before)."""
+    import time
+
+    start = time.perf_counter()
+    config = sweep.from_dict(tomllib.loads(BIG))
+    assert math.prod(config.shape) == sweep.config.MAX_CELLS
+    store = sweep.ResultStore.open(tmp_path / "s.zarr", config)
+    assert not store.done().any() and store.done().shape == config.shape
+    cells = config.cells()
+    store.write_cell(
+        (1, 7, 1), _fake_cell("linear_phase", config.config, cells[1 * 50_000 + 7 * 2 + 1], 7)
+    )
+    elapsed = time.perf_counter() - start
+    assert elapsed < 15, elapsed  # about 1 s alone on one core
+    done = store.done()
+    assert done.sum() == 1 and done[1, 7, 1]
+    # the fast read agrees with zarr's own
+    zarr_done = zarr.open_group(str(tmp_path / "s.zarr"))["done"][:, :20]
+    np.testing.assert_array_equal(done[:, :20], zarr_done)
+
+
+def test_every_cell_of_a_grid_is_checked_though_checked_by_axis(tmp_path):
+    text = TINY.replace("alpha = [0.5, 1.5]", "alpha = [0.5, 0.01]").replace(
+        "theta = [0.4, 0.8]", "theta = [0.4, 4.0]"
+    )
+    with pytest.raises(sweep.ConfigError, match=r"alpha = 0\.01 at dim = 10"):
+        sweep.from_dict(tomllib.loads(text))
+    text = TINY.replace("theta = [0.4, 0.8]", "theta = [0.4, 4.0]")
+    with pytest.raises(sweep.ConfigError, match="theta"):
+        sweep.from_dict(tomllib.loads(text))
