@@ -629,3 +629,45 @@ def test_every_cell_of_a_grid_is_checked_though_checked_by_axis(tmp_path):
     text = TINY.replace("theta = [0.4, 0.8]", "theta = [0.4, 4.0]")
     with pytest.raises(sweep.ConfigError, match="theta"):
         sweep.from_dict(tomllib.loads(text))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "fixed", "grid", "keys"),
+    [
+        (
+            "linear_phase",
+            "dim = 1200000",
+            "alpha = [0.5]\ntheta = [0.4]\nsigma = [0.0]",
+            "fixed.dim = 1200000, fixed.n_instances = 20, fixed.depth = 2, grid.alpha up to 0.5",
+        ),
+        (
+            "mechanism",
+            "dim = 30000",
+            "depth = [2, 3]",
+            "fixed.dim = 30000, fixed.n_instances = 5, grid.depth up to 3",
+        ),
+        (
+            "relu_phase",
+            "d = 100\nm = 1000000",
+            "rho = [0.5]\nn = [100000]",
+            "fixed.d = 100, fixed.m = 1000000, fixed.n_instances = 4, grid.n up to 100000",
+        ),
+        (
+            "discrepancy",
+            "dim = 50000",
+            "alpha = [0.5]\ntheta = [0.4]\ntarget_norm = [1.0]\nsigma = [0.1]",
+            "fixed.dim = 50000, fixed.n_instances = 4, fixed.n_samples = 50",
+        ),
+    ],
+)
+def test_a_sweep_larger_than_memory_is_refused_naming_its_keys(
+    tmp_path, monkeypatch, capsys, experiment, fixed, grid, keys
+):
+    """The estimate of `simulate point` (one piece of code), before the store exists."""
+    monkeypatch.setattr(_usage, "physical_memory", lambda: 2**30)
+    path = tmp_path / "big.toml"
+    path.write_text(f'experiment = "{experiment}"\nseed = 0\n[fixed]\n{fixed}\n[grid]\n{grid}\n')
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert keys in line and "a cell needs at least" in line, line
+    assert "more than this machine's 1 GiB" in line
+    assert not (tmp_path / "s.zarr").exists()

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featurefate import _memory, _usage, experiments
 from featurefate import _validation as v
-from featurefate import experiments
 
 _TOP_KEYS = ("experiment", "seed", "description", "fixed", "grid")
 _SCALES = {"pi": math.pi, "pi/2": math.pi / 2}
@@ -273,7 +273,22 @@ def from_dict(data: dict, *, source: str = "") -> SweepConfig:
                 check(config, cell)
             except ValueError as err:
                 _fail(source, f"grid: {err}")
+    _check_memory(sweep, source)
     return sweep
+
+
+def _check_memory(sweep: SweepConfig, source: str) -> None:
+    """Refuse a sweep whose largest cell cannot fit in this machine's memory (the estimate of
+    ``featurefate simulate point``), naming the config keys that size it."""
+    total = _usage.physical_memory()
+    need, keys = _memory.sweep_cell_bytes(sweep.experiment, sweep.config, sweep.grid)
+    if total is None or need <= total:
+        return
+    _fail(
+        source,
+        f"{', '.join(keys)}: a cell needs at least {need / 2**30:.3g} GiB, more than this "
+        f"machine's {total / 2**30:.3g} GiB; choose smaller sizes",
+    )
 
 
 def _cross(grid: dict[str, tuple[float, ...]]):
