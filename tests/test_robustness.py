@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from featurefate import _usage, sweep
+from featurefate import _usage, schema, sweep
 from featurefate.cli import main
 from featurefate.experiments.theory_phase import grid, theory_point
 from featurefate.sweep import lock, runner
@@ -58,17 +58,26 @@ def _one_error(argv, capsys, code=2) -> str:
 
 
 def _fake_cell(experiment, config, cell, root_seed):
-    """A stand-in for run_one: a few variables, deterministic in the cell's seed."""
+    """A stand-in for run_one: every variable of featurefate.schema's linear_phase, random
+    numbers deterministic in the cell's seed (``converged_scratch`` all False, the fill value)."""
     rng = np.random.default_rng(sweep.cell_seed(root_seed, cell))
-    k = config.n_instances
-    return xr.Dataset(
-        {
-            "error_scratch": (("instance",), rng.random(k)),
-            "converged_scratch": (("instance",), np.zeros(k, dtype=bool)),  # the fill value
-            runner.WALL_TIME: ((), 0.01),
-        },
-        coords={"instance": np.arange(k), "n": round(cell["alpha"] * config.dim), **cell},
-    )
+    sizes = {"instance": config.n_instances, "lam": len(config.lam), "rank": 2}
+    data = {}
+    for var in schema.variables("linear_phase").values():
+        if var.only_with is not None and var.only_with not in sizes:
+            continue
+        dims = var.expected_dims(sizes)
+        shape = tuple(sizes[d] for d in dims)
+        kind = {"f": rng.random(shape), "i": rng.integers(1, 9, shape), "b": np.zeros(shape, bool)}
+        data[var.name] = (dims, kind[var.kind])
+    data[runner.WALL_TIME] = ((), 0.01)
+    coords = {
+        "instance": np.arange(config.n_instances),
+        "lam": np.asarray(config.lam, dtype=float),
+        "n": round(cell["alpha"] * config.dim),
+        **cell,
+    }
+    return xr.Dataset(data, coords=coords)
 
 
 def _failing_cell(experiment, config, cell, root_seed):
@@ -493,7 +502,7 @@ def test_verify_an_intact_store(tmp_path, config_file, fake, capsys):
     status, out, _ = _run(["verify", str(store)], capsys)
     assert status == 0
     assert out == [
-        f"{store}: linear_phase, 8 of 8 cells finished, 0 half-written, 4 result variables, "
+        f"{store}: linear_phase, 8 of 8 cells finished, 0 half-written, 44 result variables, "
         "no problems"
     ]
     error = _one_error(["verify", str(tmp_path / "absent.zarr")], capsys)
@@ -514,7 +523,7 @@ def test_verify_finds_missing_corrupt_and_half_written_cells(tmp_path, config_fi
     status, out, _ = _run(["verify", str(store)], capsys)
     assert status == 1
     assert out[0] == (
-        f"{store}: linear_phase, 7 of 8 cells finished, 1 half-written, 4 result variables, "
+        f"{store}: linear_phase, 7 of 8 cells finished, 1 half-written, 44 result variables, "
         "2 problems"
     )
     assert f"problem: variable {runner.WALL_TIME} is unreadable" in out[1]
@@ -536,8 +545,9 @@ def test_verify_checks_the_config_identity(tmp_path, config_file, fake, capsys):
     assert check.problems == [
         "config identity: the store's root_seed attribute is 8, its sweep config says 7",
         "the coordinate theta is missing or unreadable",
+        "variables of featurefate.schema missing: 'theta'",
     ]
-    assert len(check.lines()) == 3
+    assert len(check.lines()) == 4
 
 
 def test_reproduce_checks_every_store_before_its_first_sweep(tmp_path, config_file, fake, capsys):
@@ -671,3 +681,28 @@ def test_a_sweep_larger_than_memory_is_refused_naming_its_keys(
     assert keys in line and "a cell needs at least" in line, line
     assert "more than this machine's 1 GiB" in line
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_verify_scales_with_the_cells_and_reads_only_finished_ones(tmp_path):
+    """A 100 000-cell store, one cell written and not marked done: seconds (was > 10 min)."""
+    import time
+
+    config = sweep.from_dict(tomllib.loads(BIG))
+    store = sweep.ResultStore.open(tmp_path / "s.zarr", config)
+    store.write_cell((0, 3, 1), _fake_cell("linear_phase", config.config, config.cells()[7], 7))
+    zarr.open_array(str(tmp_path / "s.zarr" / "done"), mode="r+")[0, 3, 1] = False
+    start = time.perf_counter()
+    check = sweep.verify_store(tmp_path / "s.zarr")
+    elapsed = time.perf_counter() - start
+    assert check.ok and check.finished == 0 and check.half_written == 1, check.lines()
+    assert check.total == sweep.config.MAX_CELLS
+    assert elapsed < 10, elapsed  # about 1 s alone on one core
+
+
+def test_verify_finds_a_deleted_variable(tmp_path, config_file, fake, capsys):
+    store = tmp_path / "s.zarr"
+    _sweep(config_file, store)
+    shutil.rmtree(store / "error_ridge")
+    status, out, _ = _run(["verify", str(store)], capsys)
+    assert status == 1
+    assert out[1] == "problem: variables of featurefate.schema missing: 'error_ridge'"
