@@ -706,3 +706,37 @@ def test_verify_finds_a_deleted_variable(tmp_path, config_file, fake, capsys):
     status, out, _ = _run(["verify", str(store)], capsys)
     assert status == 1
     assert out[1] == "problem: variables of featurefate.schema missing: 'error_ridge'"
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda s: shutil.rmtree(s / "error_ridge"), "lacks the variable error_ridge"),
+        (
+            lambda s: (s / "error_ridge" / "0.0.0.0.0").write_bytes(b""),
+            "(ValueError: cannot reshape array of size 0",
+        ),
+        (
+            lambda s: (s / "alpha" / ".zarray").unlink(),
+            "(ZarrUserWarning: Object at alpha is not recognized",
+        ),
+    ],
+    ids=["deleted variable", "emptied chunk", "no .zarray"],
+)
+def test_figure_and_export_of_a_damaged_store_say_so_in_one_line(
+    tmp_path, config_file, fake, capsys, damage, expected
+):
+    store = tmp_path / "s.zarr"
+    _sweep(config_file, store)
+    damage(store)
+    for argv in (
+        ["figure", "fig2", "--data", str(store), "--out", str(tmp_path / "f")],
+        ["export", str(store), "--netcdf", str(tmp_path / "s.nc")],
+    ):
+        line = _one_error(argv, capsys)
+        assert line.startswith(f"error: the store {store} lacks") or line.startswith(
+            f"error: cannot read the store {store} "
+        ), line
+        assert expected in line and f"`featurefate verify {store}`" in line, line
+    status, out, _ = _run(["verify", str(store)], capsys)  # no raw warning on stderr either
+    assert status == 1 and out[1].startswith("problem: ")

@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -43,6 +44,8 @@ _SOURCE_ATTR = "config_source"
 CHUNKS_ATTR = "every_cell_chunk_written"
 """Set in a store whose every finished cell has a chunk file in every variable."""
 _CELL_ATTRS_DROPPED = ("seed",)
+_VARIABLES_ATTR = "result_variables"
+"""The data variables the first cell created (JSON), to tell a deleted one."""
 
 
 class StoreError(ValueError):
@@ -326,6 +329,7 @@ class ResultStore:
             k: (val.item() if isinstance(val, np.generic) else val) for k, val in attrs.items()
         }
         attrs.update(dict(self._group.attrs))
+        attrs[_VARIABLES_ATTR] = json.dumps(sorted(variables))
         template = xr.Dataset(variables, coords=coords, attrs=attrs)
         # a chunk is one cell's few numbers: compressing them costs time and saves nothing
         encoding = {
@@ -424,6 +428,35 @@ def _read_raw(path: Path, done: np.ndarray) -> xr.Dataset:
     return ds
 
 
+def _require_variables(path: Path) -> None:
+    """Refuse a store that lacks a result variable: one its first cell created (recorded in
+    the store), or, in a store that records none, one of :mod:`featurefate.schema`."""
+    group = zarr.open_group(str(path), mode="r")
+    present = set(group.array_keys())
+    recorded = group.attrs.get(_VARIABLES_ATTR)
+    if recorded is not None:
+        missing = [name for name in json.loads(recorded) if name not in present]
+    elif present - {"done", _MERGED} - set(json.loads(group.attrs[_SWEEP_ATTR]).get("grid", {})):
+        from featurefate import schema
+
+        experiment = str(group.attrs.get("experiment", ""))
+        try:
+            wanted = schema.variables(experiment)
+        except ValueError:
+            return
+        missing = [
+            name for name, var in wanted.items() if var.only_with is None and name not in present
+        ]
+    else:
+        return  # no cell written yet
+    if missing:
+        raise StoreError(
+            f"the store {path} lacks the variable {missing[0]}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+            + f"; `featurefate verify {path}` says what is damaged"
+        )
+
+
 def open_results(path) -> xr.Dataset:
     """Read a store into memory; cells that are not done are NaN.
 
@@ -438,9 +471,36 @@ def open_results(path) -> xr.Dataset:
     """
     path = Path(path)
     read_sweep_config(path)
-    done = read_done(path)
-    ds = _read_raw(path, done)
+    try:
+        # a damaged array (its .zarray removed) is a warning to zarr, an error here: recorded
+        # (raising it inside zarr's reads leaves its tasks to complain at exit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", zarr.errors.ZarrUserWarning)
+            done = read_done(path)
+            _require_variables(path)
+            ds = _read_raw(path, done)
+        for warning in caught:
+            if issubclass(warning.category, zarr.errors.ZarrUserWarning):
+                raise warning.message
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    except StoreError:
+        raise
+    except (
+        zarr.errors.ZarrUserWarning,
+        zarr.errors.BaseZarrError,
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+    ) as err:
+        raise StoreError(
+            f"cannot read the store {path} ({type(err).__name__}: {' '.join(str(err).split())}); "
+            f"`featurefate verify {path}` says what is damaged"
+        ) from None
     ds.attrs.pop("done_digest", None)
+    ds.attrs.pop(_VARIABLES_ATTR, None)
     if not done.all():
         mask = ds["done"]
         for name in ds.data_vars:
