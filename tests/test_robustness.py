@@ -8,9 +8,11 @@ in-process with a thread pool and a stand-in for ``run_one`` (no JAX), so these 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -19,7 +21,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from featurefate import _usage, sweep
+from featurefate import _usage, schema, sweep
 from featurefate.cli import main
 from featurefate.experiments.theory_phase import grid, theory_point
 from featurefate.sweep import lock, runner
@@ -56,17 +58,26 @@ def _one_error(argv, capsys, code=2) -> str:
 
 
 def _fake_cell(experiment, config, cell, root_seed):
-    """A stand-in for run_one: a few variables, deterministic in the cell's seed."""
+    """A stand-in for run_one: every variable of featurefate.schema's linear_phase, random
+    numbers deterministic in the cell's seed (``converged_scratch`` all False, the fill value)."""
     rng = np.random.default_rng(sweep.cell_seed(root_seed, cell))
-    k = config.n_instances
-    return xr.Dataset(
-        {
-            "error_scratch": (("instance",), rng.random(k)),
-            "converged_scratch": (("instance",), np.zeros(k, dtype=bool)),  # the fill value
-            runner.WALL_TIME: ((), 0.01),
-        },
-        coords={"instance": np.arange(k), "n": round(cell["alpha"] * config.dim), **cell},
-    )
+    sizes = {"instance": config.n_instances, "lam": len(config.lam), "rank": 2}
+    data = {}
+    for var in schema.variables("linear_phase").values():
+        if var.only_with is not None and var.only_with not in sizes:
+            continue
+        dims = var.expected_dims(sizes)
+        shape = tuple(sizes[d] for d in dims)
+        kind = {"f": rng.random(shape), "i": rng.integers(1, 9, shape), "b": np.zeros(shape, bool)}
+        data[var.name] = (dims, kind[var.kind])
+    data[runner.WALL_TIME] = ((), 0.01)
+    coords = {
+        "instance": np.arange(config.n_instances),
+        "lam": np.asarray(config.lam, dtype=float),
+        "n": round(cell["alpha"] * config.dim),
+        **cell,
+    }
+    return xr.Dataset(data, coords=coords)
 
 
 def _failing_cell(experiment, config, cell, root_seed):
@@ -564,7 +575,7 @@ def test_verify_an_intact_store(tmp_path, config_file, fake, capsys):
     status, out, _ = _run(["verify", str(store)], capsys)
     assert status == 0
     assert out == [
-        f"{store}: linear_phase, 8 of 8 cells finished, 0 half-written, 4 result variables, "
+        f"{store}: linear_phase, 8 of 8 cells finished, 0 half-written, 44 result variables, "
         "no problems"
     ]
     error = _one_error(["verify", str(tmp_path / "absent.zarr")], capsys)
@@ -585,7 +596,7 @@ def test_verify_finds_missing_corrupt_and_half_written_cells(tmp_path, config_fi
     status, out, _ = _run(["verify", str(store)], capsys)
     assert status == 1
     assert out[0] == (
-        f"{store}: linear_phase, 7 of 8 cells finished, 1 half-written, 4 result variables, "
+        f"{store}: linear_phase, 7 of 8 cells finished, 1 half-written, 44 result variables, "
         "2 problems"
     )
     assert f"problem: variable {runner.WALL_TIME} is unreadable" in out[1]
@@ -607,8 +618,9 @@ def test_verify_checks_the_config_identity(tmp_path, config_file, fake, capsys):
     assert check.problems == [
         "config identity: the store's root_seed attribute is 8, its sweep config says 7",
         "the coordinate theta is missing or unreadable",
+        "variables of featurefate.schema missing: 'theta'",
     ]
-    assert len(check.lines()) == 3
+    assert len(check.lines()) == 4
 
 
 def test_reproduce_checks_every_store_before_its_first_sweep(tmp_path, config_file, fake, capsys):
@@ -648,3 +660,156 @@ def test_reproduce_reports_a_store_without_a_finished_cell(
     assert stdout == [str(out / "report.md")]
     report = (out / "report.md").read_text()
     assert "The store has 0 of 8 cells finished, no figures or numbers." in report
+
+
+# ----------------------------------------------------------------------------- big grids
+
+BIG = TINY.replace(
+    "theta = [0.4, 0.8]", 'theta = { start = 0.0, stop = 1.0, num = 25000, scale = "pi/2" }'
+)
+
+
+def test_a_grid_over_the_cell_cap_is_refused_naming_its_keys(tmp_path, capsys):
+    path = tmp_path / "big.toml"
+    path.write_text(BIG.replace("num = 25000", "num = 100000"))
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert "the grid has 400000 cells (grid.alpha 2 x grid.theta 100000 x grid.sigma 2)" in line
+    assert f"at most {sweep.config.MAX_CELLS}" in line
+    assert not (tmp_path / "s.zarr").exists()
+    path.write_text(BIG.replace("num = 25000", "num = 10000000000"))
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert "grid.theta.num must be an integer in [1, 100000]; got 10000000000" in line
+
+
+def test_a_grid_at_the_cell_cap_is_set_up_in_seconds(tmp_path):
+    """100 000 cells: config, store and the first cell's variables (minutes before)."""
+    import time
+
+    start = time.perf_counter()
+    config = sweep.from_dict(tomllib.loads(BIG))
+    assert math.prod(config.shape) == sweep.config.MAX_CELLS
+    store = sweep.ResultStore.open(tmp_path / "s.zarr", config)
+    assert not store.done().any() and store.done().shape == config.shape
+    cells = config.cells()
+    store.write_cell(
+        (1, 7, 1), _fake_cell("linear_phase", config.config, cells[1 * 50_000 + 7 * 2 + 1], 7)
+    )
+    elapsed = time.perf_counter() - start
+    assert elapsed < 15, elapsed  # about 1 s alone on one core
+    done = store.done()
+    assert done.sum() == 1 and done[1, 7, 1]
+    # the fast read agrees with zarr's own
+    zarr_done = zarr.open_group(str(tmp_path / "s.zarr"))["done"][:, :20]
+    np.testing.assert_array_equal(done[:, :20], zarr_done)
+
+
+def test_every_cell_of_a_grid_is_checked_though_checked_by_axis(tmp_path):
+    text = TINY.replace("alpha = [0.5, 1.5]", "alpha = [0.5, 0.01]").replace(
+        "theta = [0.4, 0.8]", "theta = [0.4, 4.0]"
+    )
+    with pytest.raises(sweep.ConfigError, match=r"alpha = 0\.01 at dim = 10"):
+        sweep.from_dict(tomllib.loads(text))
+    text = TINY.replace("theta = [0.4, 0.8]", "theta = [0.4, 4.0]")
+    with pytest.raises(sweep.ConfigError, match="theta"):
+        sweep.from_dict(tomllib.loads(text))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "fixed", "grid", "keys"),
+    [
+        (
+            "linear_phase",
+            "dim = 1200000",
+            "alpha = [0.5]\ntheta = [0.4]\nsigma = [0.0]",
+            "fixed.dim = 1200000, fixed.n_instances = 20, fixed.depth = 2, grid.alpha up to 0.5",
+        ),
+        (
+            "mechanism",
+            "dim = 30000",
+            "depth = [2, 3]",
+            "fixed.dim = 30000, fixed.n_instances = 5, grid.depth up to 3",
+        ),
+        (
+            "relu_phase",
+            "d = 100\nm = 1000000",
+            "rho = [0.5]\nn = [100000]",
+            "fixed.d = 100, fixed.m = 1000000, fixed.n_instances = 4, grid.n up to 100000",
+        ),
+        (
+            "discrepancy",
+            "dim = 50000",
+            "alpha = [0.5]\ntheta = [0.4]\ntarget_norm = [1.0]\nsigma = [0.1]",
+            "fixed.dim = 50000, fixed.n_instances = 4, fixed.n_samples = 50",
+        ),
+    ],
+)
+def test_a_sweep_larger_than_memory_is_refused_naming_its_keys(
+    tmp_path, monkeypatch, capsys, experiment, fixed, grid, keys
+):
+    """The estimate of `simulate point` (one piece of code), before the store exists."""
+    monkeypatch.setattr(_usage, "physical_memory", lambda: 2**30)
+    path = tmp_path / "big.toml"
+    path.write_text(f'experiment = "{experiment}"\nseed = 0\n[fixed]\n{fixed}\n[grid]\n{grid}\n')
+    line = _one_error(["sweep", str(path), "--out", str(tmp_path / "s.zarr")], capsys)
+    assert keys in line and "a cell needs at least" in line, line
+    assert "more than this machine's 1 GiB" in line
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_verify_scales_with_the_cells_and_reads_only_finished_ones(tmp_path):
+    """A 100 000-cell store, one cell written and not marked done: seconds (was > 10 min)."""
+    import time
+
+    config = sweep.from_dict(tomllib.loads(BIG))
+    store = sweep.ResultStore.open(tmp_path / "s.zarr", config)
+    store.write_cell((0, 3, 1), _fake_cell("linear_phase", config.config, config.cells()[7], 7))
+    zarr.open_array(str(tmp_path / "s.zarr" / "done"), mode="r+")[0, 3, 1] = False
+    start = time.perf_counter()
+    check = sweep.verify_store(tmp_path / "s.zarr")
+    elapsed = time.perf_counter() - start
+    assert check.ok and check.finished == 0 and check.half_written == 1, check.lines()
+    assert check.total == sweep.config.MAX_CELLS
+    assert elapsed < 10, elapsed  # about 1 s alone on one core
+
+
+def test_verify_finds_a_deleted_variable(tmp_path, config_file, fake, capsys):
+    store = tmp_path / "s.zarr"
+    _sweep(config_file, store)
+    shutil.rmtree(store / "error_ridge")
+    status, out, _ = _run(["verify", str(store)], capsys)
+    assert status == 1
+    assert out[1] == "problem: variables of featurefate.schema missing: 'error_ridge'"
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda s: shutil.rmtree(s / "error_ridge"), "lacks the variable error_ridge"),
+        (
+            lambda s: (s / "error_ridge" / "0.0.0.0.0").write_bytes(b""),
+            "(ValueError: cannot reshape array of size 0",
+        ),
+        (
+            lambda s: (s / "alpha" / ".zarray").unlink(),
+            "(ZarrUserWarning: Object at alpha is not recognized",
+        ),
+    ],
+    ids=["deleted variable", "emptied chunk", "no .zarray"],
+)
+def test_figure_and_export_of_a_damaged_store_say_so_in_one_line(
+    tmp_path, config_file, fake, capsys, damage, expected
+):
+    store = tmp_path / "s.zarr"
+    _sweep(config_file, store)
+    damage(store)
+    for argv in (
+        ["figure", "fig2", "--data", str(store), "--out", str(tmp_path / "f")],
+        ["export", str(store), "--netcdf", str(tmp_path / "s.nc")],
+    ):
+        line = _one_error(argv, capsys)
+        assert line.startswith(f"error: the store {store} lacks") or line.startswith(
+            f"error: cannot read the store {store} "
+        ), line
+        assert expected in line and f"`featurefate verify {store}`" in line, line
+    status, out, _ = _run(["verify", str(store)], capsys)  # no raw warning on stderr either
+    assert status == 1 and out[1].startswith("problem: ")

@@ -109,7 +109,7 @@ def test_grid_values(spec, expected):
         (("sigma = [0.0, 0.2]", "sigma = [0.2, 0.2]"), "grid.sigma repeats a value"),
         (("sigma = [0.0, 0.2]", "sigma = []"), "grid.sigma must not be an empty list"),
         (("sigma = [0.0, 0.2]", "sigma = [0.2]\nrho = [1.0]"), "grid.rho: not an axis"),
-        (("num = 3,", "num = 0,"), "grid.theta.num must be an integer >= 1"),
+        (("num = 3,", "num = 0,"), "grid.theta.num must be an integer in [1, 100000]"),
         (("num = 3,", "count = 3,"), "grid.theta: unknown range key 'count'"),
         (('scale = "pi/2"', 'scale = "tau"'), "grid.theta.scale must be"),
         (('"linear_phase"', '"linear"'), "experiment must be one of"),

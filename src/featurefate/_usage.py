@@ -20,6 +20,7 @@ import math
 import os
 import re
 
+from featurefate import _memory
 from featurefate import _validation as v
 
 
@@ -119,10 +120,7 @@ def check_phase_grid(*, alpha_max: float, num_alpha: int, dim: int | None) -> No
 
 def physical_memory() -> int | None:
     """Bytes of physical memory of this machine, or ``None`` where unknown."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
-        return None
+    return _memory.physical_memory()
 
 
 def check_simulation_size(
@@ -143,9 +141,9 @@ def check_simulation_size(
     total = physical_memory()
     if total is None:
         return
-    n = max(1.0, alpha * dim)
-    layers = 0 if rank_one else depth
-    need = 8.0 * instances * (n * dim + (1 + layers) * dim**2)
+    need = _memory.linear_bytes(
+        dim=dim, depth=depth, instances=instances, n=alpha * dim, rank_one=rank_one
+    )
     if need > total:
         raise ValueError(
             f"--dim {dim} with --instances {instances}"

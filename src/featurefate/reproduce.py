@@ -12,6 +12,7 @@ store of the right experiment.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
@@ -62,6 +63,10 @@ def scale_configs(scale: str) -> list[Path]:
 # --------------------------------------------------------------------------- theory maps
 
 
+_NETCDF_LOCK = threading.Lock()
+"""Serialises NetCDF (HDF5) writes of this process."""
+
+
 def write_phase_diagram(
     out_dir,
     stem,
@@ -91,7 +96,8 @@ def write_phase_diagram(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     netcdf = out_dir / f"{stem}.nc"
-    ds.to_netcdf(netcdf, encoding={name: {"zlib": True} for name in ds.data_vars})
+    with _NETCDF_LOCK:  # HDF5 is not thread-safe: figures drawn on threads write one at a time
+        ds.to_netcdf(netcdf, encoding={name: {"zlib": True} for name in ds.data_vars})
     return [netcdf, *save_figure(plot_phase_diagram(ds), out_dir, stem)]
 
 

@@ -31,6 +31,9 @@ from featurefate.sweep.lock import (
 from featurefate.sweep.seeding import cell_seed
 from featurefate.sweep.store import ResultStore, StoreError
 
+MAX_IN_FLIGHT = 1000
+"""Cells submitted ahead by default: enough to keep a large cluster busy, few enough that
+waiting on them stays cheap (100 000 submitted at once took 7 minutes to the first cell)."""
 WALL_TIME = "cell_wall_time"
 WALL_TIME_NOTE = "seconds the worker spent in run_cell (a measurement, not a result)"
 
@@ -144,7 +147,8 @@ def run_sweep(
     progress : callable, optional
         ``progress(finished, pending)``: called with 0 first, then after each cell.
     max_in_flight : int, optional
-        Submit at most this many cells ahead (default: all at once).
+        Submit at most this many cells ahead (default :data:`MAX_IN_FLIGHT`: waiting on every
+        cell of a big grid at once costs minutes before the first is written).
     log : callable, optional
         ``log(message)`` for notes as they happen (a stale lock taken over); they are also in
         the report's ``messages``.
@@ -204,7 +208,7 @@ def _run_locked(sweep, store_path, *, executor, resume, overwrite, progress, max
     report = SweepReport(total=len(done.flat), skipped=int(done.sum()))
     if progress is not None:
         progress(0, len(todo))
-    limit = len(todo) if max_in_flight is None else max(1, max_in_flight)
+    limit = MAX_IN_FLIGHT if max_in_flight is None else max(1, max_in_flight)
     queue = iter(todo)
     running = {}
 

@@ -17,13 +17,16 @@ writes the store now, if any (:mod:`featurefate.sweep.lock`).
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 import zarr
 
-from featurefate import experiments
+from featurefate import experiments, schema
 from featurefate._text import count
 from featurefate.sweep.lock import describe, holder_if_locked
 from featurefate.sweep.runner import WALL_TIME
@@ -31,10 +34,18 @@ from featurefate.sweep.store import (
     _MERGED,
     CHUNKS_ATTR,
     partial_note,
+    read_done,
     read_sweep_config,
 )
 
-_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError)
+_READ_ERRORS = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    zarr.errors.BaseZarrError,
+)
 
 
 @dataclass
@@ -80,18 +91,65 @@ class StoreCheck:
         return out
 
 
-def _cell_chunks(folder: Path, naxes: int) -> set[tuple[int, ...]]:
-    """Grid indices with a chunk file in a variable's folder (keys ``i.j.k[.0...]``)."""
-    cells = set()
-    for entry in folder.iterdir() if folder.is_dir() else ():
-        parts = entry.name.split(".")
-        if entry.name.startswith(".") or len(parts) < naxes:
-            continue
-        try:
-            cells.add(tuple(int(p) for p in parts[:naxes]))
-        except ValueError:
-            continue
-    return cells
+def _scan_chunks(folder: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk files of a variable's folder (keys ``i.j.k[.0...]``) over the grid ``shape``:
+    ``(present, size)``, a boolean mask and each file's size in bytes (-1 where absent).
+
+    One listing of the folder (no chunk is decoded): 200 000 cells in well under a second.
+    """
+    present = np.zeros(shape, dtype=bool)
+    size = np.full(shape, -1, dtype=np.int64)
+    naxes = len(shape)
+    if not folder.is_dir():
+        return present, size
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            parts = entry.name.split(".")
+            if entry.name.startswith(".") or len(parts) < naxes:
+                continue
+            try:
+                index = tuple(int(p) for p in parts[:naxes])
+                present[index] = True
+                size[index] = entry.stat().st_size
+            except (ValueError, IndexError, OSError):
+                continue
+    return present, size
+
+
+def _plain_chunk_bytes(array) -> int | None:
+    """The size of every chunk file of ``array`` when it is stored uncompressed one cell per
+    chunk (as a store writes its variables), else ``None``."""
+    meta = array.metadata
+    if getattr(meta, "zarr_format", None) != 2 or getattr(meta, "compressor", 1) is not None:
+        return None
+    if getattr(meta, "filters", None) or array.dtype.kind not in "fiub":
+        return None
+    return int(np.prod(array.chunks, dtype=np.int64)) * array.dtype.itemsize
+
+
+def _read_cells(array, cells: np.ndarray) -> np.ndarray:
+    """The values of ``array`` at the grid indices ``cells`` (rows), reading only their chunks."""
+    if not len(cells):
+        return np.empty((0, *array.shape[cells.shape[1] :]), dtype=array.dtype)
+    return np.asarray(array.vindex[tuple(cells.T)])
+
+
+def _schema_problems(path: Path, experiment: str) -> list[str]:
+    """The store's variables against :mod:`featurefate.schema`: missing, extra, wrong dims."""
+    try:
+        ds = xr.open_zarr(str(path), consolidated=False, chunks=None)
+    except _READ_ERRORS as err:
+        return [f"the store cannot be opened as a dataset ({type(err).__name__}: {err})"]
+    try:
+        schema.check(experiment, ds)
+    except schema.SchemaError as err:
+        items = str(err).split(": ", 1)[-1].split("; ")
+        missing = [i.removeprefix("missing ") for i in items if i.startswith("missing ")]
+        lines = [f"featurefate.schema: {i}" for i in items if not i.startswith("missing ")]
+        if missing:
+            lines.insert(0, f"variables of featurefate.schema missing: {', '.join(missing)}")
+        return lines
+    return []
 
 
 def verify_store(path) -> StoreCheck:
@@ -102,7 +160,13 @@ def verify_store(path) -> StoreCheck:
     StoreError
         ``no such store: PATH``, or ``PATH is not a featurefate result store``.
     """
-    path = Path(path)
+    with warnings.catch_warnings():
+        # an array whose .zarray is gone is a warning to zarr; verify reports it as missing
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        return _verify(Path(path))
+
+
+def _verify(path: Path) -> StoreCheck:
     stored = read_sweep_config(path)
     check = StoreCheck(path)
     problems = check.problems
@@ -143,7 +207,7 @@ def verify_store(path) -> StoreCheck:
     # the done array and the axes (in the done array's order: the identity sorts its keys)
     try:
         done_array = group["done"]
-        done = np.asarray(done_array[...], dtype=bool)
+        done = read_done(path)
         axes = tuple(done_array.attrs.get("_ARRAY_DIMENSIONS", ()))
     except _READ_ERRORS as err:
         problems.append(f"the done array is missing or unreadable ({type(err).__name__})")
@@ -165,10 +229,11 @@ def verify_store(path) -> StoreCheck:
         if coord.shape != (len(values),) or not np.array_equal(coord, np.asarray(values)):
             problems.append(f"the coordinate {axis} differs from the recorded grid")
 
-    # the result variables: readable, over the grid, complete in every finished cell
+    # the result variables: over the grid, complete in every finished cell; one listing of
+    # each variable's folder, and only finished cells read (a 200 000-cell store in seconds)
     strict = bool(attrs.get(CHUNKS_ATTR, False))
-    finished = {tuple(int(i) for i in index) for index in np.argwhere(done)}
-    written: set[tuple[int, ...]] = set()
+    finished = np.argwhere(done)
+    written = np.zeros(shape, dtype=bool)
     names = [n for n in group.array_keys() if n not in (*axes, "done") and n != _MERGED]
     for name in sorted(names):
         try:
@@ -183,26 +248,44 @@ def verify_store(path) -> StoreCheck:
         if tuple(array.shape[: len(axes)]) != shape:
             problems.append(f"variable {name} has shape {array.shape}, not over the grid {shape}")
             continue
+        present, size = _scan_chunks(path / name, shape)
+        written |= present
+        expected = _plain_chunk_bytes(array)
+        if expected is not None:
+            bad = present & (size != expected)
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                problems.append(
+                    f"variable {name} is unreadable in {int(bad.sum())} cells (a chunk of "
+                    f"{int(size[first])} bytes, not {expected}), the first at "
+                    f"({_where(axes, grid, first)})"
+                )
+                continue
+        missing = done & ~present
+        if strict and missing.any():
+            first = tuple(int(i) for i in np.argwhere(missing)[0])
+            problems.append(
+                f"variable {name} lacks {count(int(missing.sum()), 'finished cell')}, the first at "
+                f"({_where(axes, grid, first)})"
+            )
+        if expected is not None and name != WALL_TIME:
+            continue  # every chunk has its size: readable
         try:
-            values = np.asarray(array[...])
+            values = _read_cells(array, finished)
         except _READ_ERRORS as err:
             problems.append(f"variable {name} is unreadable ({type(err).__name__}: {err})")
             continue
-        present = _cell_chunks(path / name, len(axes))
-        written |= present
-        missing = finished - present
-        if strict and missing:
-            first = sorted(missing)[0]
-            where = ", ".join(f"{a}={grid[a][i]:g}" for a, i in zip(axes, first, strict=True))
-            problems.append(
-                f"variable {name} lacks {count(len(missing), 'finished cell')}, the first at ({where})"
-            )
-        if name == WALL_TIME and finished:
-            times = values[done]
-            bad = int((~np.isfinite(times) | (times <= 0)).sum())
-            if bad:
-                problems.append(f"{count(bad, 'finished cell')} without a recorded wall time")
-    if finished and not check.variables:
+        if name == WALL_TIME and len(finished):
+            bad_times = int((~np.isfinite(values) | (values <= 0)).sum())
+            if bad_times:
+                problems.append(f"{count(bad_times, 'finished cell')} without a recorded wall time")
+    if check.finished and not check.variables:
         problems.append(f"{count(check.finished, 'cell')} marked finished but no result is stored")
-    check.half_written = len(written - finished)
+    if check.variables and check.experiment in experiments.FAMILIES:
+        problems += _schema_problems(path, check.experiment)
+    check.half_written = int((written & ~done).sum())
     return check
+
+
+def _where(axes, grid, index) -> str:
+    return ", ".join(f"{a}={grid[a][i]:g}" for a, i in zip(axes, index, strict=True))
