@@ -121,12 +121,13 @@ def test_dense_semi_implicit_direction_solves_its_system(depth):
     for i, scale in enumerate([0.3, 1.0]):
         one = _single(stats, i)
         params = init_params(jax.random.PRNGKey(depth + 7 * i), 12, depth, scale)
-        ups, w = upstream_rows(params)
         lam, V = one.lam, one.V
-        grad_rot = 2.0 * (lam * (V @ w) - V @ one.b)
+        rotated = (params[0] @ V.T, *params[1:])  # the first layer's inputs in S's eigenbasis
+        ups, w_rot = upstream_rows(rotated)
+        grad_rot = 2.0 * (lam * w_rot - V @ one.b)
         for lr in (1e-2, 1.0, 1e4):
             got = tr._dense_direction(
-                params, ups, grad_rot, V=V, lam=lam, inv_lam=tr._inverse(lam), lr=lr
+                rotated, ups, grad_rot, lam=lam, inv_lam=tr._inverse(lam), lr=lr
             )
             got = got @ V
             exact = _exact_direction(params, one, lr)

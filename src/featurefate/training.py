@@ -227,16 +227,6 @@ def quadratic_loss(params, R, b, c):
     return w @ _second_moment(R, w) - 2.0 * (b @ w) + c
 
 
-def _into(V, x):
-    """Coordinates of a D-vector in S's eigenbasis (V None: the identity)."""
-    return x if V is None else V @ x
-
-
-def _out_of(V, x):
-    """The D-vector with eigen-coordinates x (V None: the identity)."""
-    return x if V is None else x @ V
-
-
 def excess_from_gradient(grad_rot, inv_lam):
     r"""The excess loss :math:`\mathcal L(w) - \min \mathcal L`, from the gradient in S's eigenbasis.
 
@@ -305,8 +295,9 @@ class _Deferred(NamedTuple):
 
     The dense engine takes rank-one steps :math:`W \leftarrow W - \mathrm{lr}\, u v^\top`; written
     into W at once, every step reads and writes the whole (D, D) layer. Kept aside as rows
-    :math:`\mathrm{lr}\, u` of A and :math:`v` of B (``BLOCK`` of them) and folded into :math:`W_0` once per block, a step only reads
-    :math:`W_0` (twice: one product on each side) and the update costs O(D ``BLOCK``).
+    :math:`\mathrm{lr}\, u` of A and :math:`v` of B (``BLOCK`` of them) and folded into
+    :math:`W_0` once per block, a step only reads :math:`W_0` (twice: one product on each side)
+    and the update costs O(D ``BLOCK``).
     """
 
     base: jax.Array
@@ -334,15 +325,7 @@ def _vm(x, layer):
 
 def _upstream(params):
     """:func:`featurefate.nets.linear.upstream_rows` for plain or :class:`_Deferred` layers."""
-    depth = len(params)
-    ups = [None] * depth
-    top = params[-1]
-    ups[-1] = jnp.ones((1,), dtype=(top.base if isinstance(top, _Deferred) else top).dtype)
-    row = _vm(ups[-1], top)
-    for i in range(depth - 2, -1, -1):
-        ups[i] = row
-        row = _vm(row, params[i])
-    return tuple(ups), row
+    return upstream_rows(params, vecmat=_vm)
 
 
 def _downstream(params, grad_w):
@@ -397,16 +380,16 @@ CG_TOL = 1e-10
 CG_MAX_ITERATIONS = 64
 
 
-def _dense_direction(params, ups, grad_rot, *, V, lam, inv_lam, lr):
+def _dense_direction(params, ups, grad_rot, *, lam, inv_lam, lr):
     r"""The semi-implicit direction :math:`\tilde g = (I + 2\, \mathrm{lr}\, S P)^{-1} g` of a dense network.
 
-    In S's eigenbasis, with :math:`\tilde g = \Lambda^{1/2} y`, the system is the symmetric
-    positive definite
+    The network's inputs are in S's eigenbasis (:func:`_rotate_dense_in`: S is diagonal there),
+    and with :math:`\tilde g = \Lambda^{1/2} y` the system is the symmetric positive definite
 
     .. math::
 
         \big(I + 2\, \mathrm{lr}\, |u_1|^2 \Lambda
-        + 2\, \mathrm{lr}\, \Lambda^{1/2} V Q V^\top \Lambda^{1/2}\big)\, y = \Lambda^{-1/2} g,
+        + 2\, \mathrm{lr}\, \Lambda^{1/2} Q \Lambda^{1/2}\big)\, y = \Lambda^{-1/2} g,
 
     :math:`Q = P - |u_1|^2 I` (:func:`tangent_kernel`), solved by conjugate gradients
     preconditioned with its diagonal part (exact when Q = 0) until the preconditioned residual
@@ -420,8 +403,7 @@ def _dense_direction(params, ups, grad_rot, *, V, lam, inv_lam, lr):
     diag = 1.0 + 2.0 * lr * (ups[0] @ ups[0]) * lam
 
     def operator(y):
-        image = _kernel_rest(params, ups, _out_of(V, root * y))
-        return diag * y + (2.0 * lr) * root * _into(V, image)
+        return diag * y + (2.0 * lr) * root * _kernel_rest(params, ups, root * y)
 
     def ratio(num, den):
         return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
@@ -488,9 +470,10 @@ def _step_size(excess, active, *, norms2, grad_w_norm, lam_max, grad_norm, rule,
     return jnp.where(active, lr, 0.0), active
 
 
-def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, loss_min, active,
-              rule, *, fixed, capped, semi_implicit):  # fmt: skip
-    r"""One step of one dense network; frozen where ``active`` is False.
+def _one_step(params, norms2, ups, w, slot, lam, inv_lam, b_rot, lam_max, loss_min, active, rule,
+              *, fixed, capped, semi_implicit):  # fmt: skip
+    r"""One step of one dense network, its inputs in S's eigenbasis; frozen where ``active`` is
+    False.
 
     Explicit: :math:`W_l \leftarrow W_l - \mathrm{lr}\, u_l v_l^\top` with the factors of
     :func:`layer_gradients`. Semi-implicit: the same with g replaced by
@@ -503,10 +486,9 @@ def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, los
     so the step size costs no extra pass either.
     """
     depth = len(params)
-    grad_rot = 2.0 * (lam * _into(V, w) - b_rot)
+    grad_rot = 2.0 * (lam * w - b_rot)
     excess = excess_from_gradient(grad_rot, inv_lam)
-    grad_w = _out_of(V, grad_rot)
-    downs = _downstream(params, grad_w)
+    downs = _downstream(params, grad_rot)
     lr, active = _step_size(
         excess, active, norms2=norms2, grad_w_norm=jnp.sqrt(jnp.sum(grad_rot * grad_rot)),
         lam_max=lam_max,
@@ -514,8 +496,8 @@ def _one_step(params, norms2, ups, w, slot, V, lam, inv_lam, b_rot, lam_max, los
         rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit,
     )  # fmt: skip
     if semi_implicit:
-        direction = _dense_direction(params, ups, grad_rot, V=V, lam=lam, inv_lam=inv_lam, lr=lr)
-        downs = _downstream(params, _out_of(V, direction))
+        direction = _dense_direction(params, ups, grad_rot, lam=lam, inv_lam=inv_lam, lr=lr)
+        downs = _downstream(params, direction)
     # u_l^T W_l v_l: the row just below layer l, dotted with its down-factor
     rows_below = [w, *ups[: depth - 1]]
     new_params, new_norms2 = [], []
@@ -540,12 +522,10 @@ def _eigen_constants(stats):
     return stats.V, stats.lam, _inverse(stats.lam), b_rot
 
 
-def _defer(layer):
-    """A plain layer as a :class:`_Deferred` one with no update aside (batched)."""
+def _no_updates(layer):
+    """The deferred factors ``(A, B)`` of a batched layer with no update aside: zeros."""
     k, rows, cols = layer.shape
-    return _Deferred(
-        layer, jnp.zeros((k, BLOCK, rows), layer.dtype), jnp.zeros((k, BLOCK, cols), layer.dtype)
-    )
+    return jnp.zeros((k, BLOCK, rows), layer.dtype), jnp.zeros((k, BLOCK, cols), layer.dtype)
 
 
 def _fold(layer):
@@ -561,15 +541,18 @@ def _dense_chunk(params, counters, limits, *, stats, null_norm2, rule, fixed, ca
 
     In blocks of :data:`BLOCK` steps: within a block the layers are :class:`_Deferred`, their
     bases constant (so never copied); between blocks the deferred updates are folded in.
+    ``params`` and ``stats`` are in S's eigenbasis (:func:`_rotate_dense_in`, ``stats.V`` None);
     ``null_norm2`` is added to the first layer's squared norm: the part of it that
     :func:`_rotate_dense_in` set aside (zeros where nothing was).
     """
-    V, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
+    if stats.V is not None:
+        raise ValueError("_dense_chunk takes statistics in S's eigenbasis (_rotate_dense_in)")
+    _, lam, inv_lam, b_rot = _eigen_constants(stats)  # derived once per chunk
     one = jax.vmap(
         partial(_one_step, rule=rule, fixed=fixed, capped=capped, semi_implicit=semi_implicit),
-        in_axes=(0, 0, 0, 0, None, None if V is None else 0, 0, 0, 0, 0, 0, 0),
+        in_axes=(0, 0, 0, 0, None, 0, 0, 0, 0, 0, 0),
     )
-    constants = (V, lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
+    constants = (lam, inv_lam, b_rot, stats.lam_max, stats.loss_min)
 
     def block(carry):
         bases, norms2, ups, w, counters, _, count = carry
@@ -583,7 +566,7 @@ def _dense_chunk(params, counters, limits, *, stats, null_norm2, rule, fixed, ca
             factors = tuple((layer.left, layer.right) for layer in layers)
             return (factors, norms2, ups, w, slot + 1), lr, loss, moved
 
-        factors = tuple(_defer(base)[1:] for base in bases)
+        factors = tuple(_no_updates(base) for base in bases)
         state = (factors, norms2, ups, w, jnp.int32(0))
         in_block = limits._replace(length=jnp.minimum(BLOCK, limits.length - count))
         state, counters, loss = step_loop(step, state, counters, in_block)

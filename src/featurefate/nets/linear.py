@@ -161,19 +161,23 @@ def init_params(key, dim, depth, init_scale, *, init="random", dtype=jnp.float64
     return tuple(layers)
 
 
-def upstream_rows(params):
+def upstream_rows(params, *, vecmat=None):
     r"""The rows :math:`W_L \cdots W_{l+1}` above every layer, and the end-to-end vector.
 
     One pass over the weights, top down. Returns ``(ups, w)``: ``ups[i]`` is the row above layer
     ``i`` (0-based; shape ``(1,)`` of ones for the last layer) and ``w`` has shape ``(D,)``.
+    ``vecmat(x, layer)`` computes :math:`x^\top W` (default ``x @ layer``), for layers held in
+    another form (the training engine's deferred updates).
     """
+    if vecmat is None:
+        vecmat = jnp.matmul
     depth = len(params)
     ups = [None] * depth
-    ups[-1] = jnp.ones((1,), dtype=params[-1].dtype)
-    row = params[-1][0]
+    ups[-1] = jnp.ones((1,), dtype=jax.tree_util.tree_leaves(params[-1])[0].dtype)
+    row = vecmat(ups[-1], params[-1])
     for i in range(depth - 2, -1, -1):
         ups[i] = row
-        row = row @ params[i]
+        row = vecmat(row, params[i])
     return tuple(ups), row
 
 
