@@ -110,8 +110,8 @@ def _whole_sample_count(alpha, dim) -> None:
     """
     if dim is None:
         return
-    n = float(alpha) * int(dim)
-    if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+    n = float(theory._sample_count(alpha, dim))  # the closed forms' own rounding rule
+    if n != round(n):
         below, above = math.floor(n), math.ceil(n)
         raise ValueError(
             f"alpha * dim must be a whole number of samples for the finite-size forms; got "
